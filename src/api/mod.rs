@@ -1,0 +1,154 @@
+//! The HTTP API (SPEC §2–3): one router per role over a shared [`Node`].
+//!
+//! | route | master | secondary |
+//! |---|---|---|
+//! | `POST /message` | append (write concern) | 421 naming the master |
+//! | `PUT /message` | 405 | store one message under its key (internal) |
+//! | `POST /replicate` | 405 | store a binary batch (internal; the master's path) |
+//! | `GET /messages` | the log | the contiguous prefix |
+//! | `GET /health`, `GET /heartbeat` | yes | yes |
+//! | `POST /delay`, `GET`/`POST /fault` | 404 | fault injection (only with `fault.enabled`) |
+//!
+//! Handlers read bodies themselves (bounded) so that every refusal — bad JSON, too large,
+//! wrong method, unknown path — answers with the same JSON error shape.
+
+pub mod error;
+pub mod master;
+pub mod reads;
+pub mod secondary;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::{get, post};
+use bytes::Bytes;
+
+use crate::node::Node;
+pub use error::ApiError;
+
+/// Shared state of every handler.
+pub type AppState = Arc<Node>;
+
+/// The router for `node`'s role.
+pub fn router(node: AppState) -> Router {
+    let common = Router::new()
+        .route("/messages", get(reads::get_messages))
+        .route("/health", get(reads::health))
+        .route("/heartbeat", get(reads::heartbeat));
+    let role = if node.is_master() {
+        Router::new()
+            .route(
+                "/message",
+                post(master::post_message).put(master::put_on_master),
+            )
+            .route("/replicate", post(master::replicate_on_master))
+    } else {
+        Router::new()
+            .route(
+                "/message",
+                post(secondary::post_on_secondary).put(secondary::put_message),
+            )
+            .route("/replicate", post(secondary::replicate))
+            .route("/delay", post(secondary::delay))
+            .route(
+                "/fault",
+                get(secondary::get_fault).post(secondary::set_fault),
+            )
+    };
+    common
+        .merge(role)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(node)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Reads a body of at most `limit` bytes: 413 above it.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(c) = cause {
+                if c.is::<http_body_util::LengthLimitError>() {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body is over the {limit}-byte limit"),
+                    ));
+                }
+                cause = c.source();
+            }
+            Err(ApiError::bad_request(format!(
+                "could not read the request body: {e}"
+            )))
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <cluster_token>` when a token is configured (401 otherwise).
+pub fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &node.settings.node.cluster_token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "this internal endpoint needs `Authorization: Bearer <cluster_token>`",
+        ))
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was
+/// right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Parses a JSON object body; 400 with a clear sentence otherwise.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

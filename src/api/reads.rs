@@ -1,0 +1,256 @@
+//! Endpoints every node serves: `GET /messages`, `GET /health`, `GET /heartbeat`.
+//!
+//! `GET /messages` serves only the visible log (a secondary's contiguous prefix), from a
+//! snapshot of its end taken when the request starts, so an answer is a consistent prefix even
+//! while appends continue. A long answer is streamed in chunks read from the store one at a
+//! time: memory does not grow with the size of the answer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::protocol::{Heartbeat, MasterHealth, NodeHealth, SecondaryHealth};
+use crate::replication::task::snapshot;
+
+/// Entries read from the store per chunk of a `GET /messages` answer.
+const CHUNK_ENTRIES: usize = 1024;
+/// Value bytes read per chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Longest long poll.
+const MAX_WAIT_MS: u64 = 600_000;
+
+#[derive(Serialize)]
+struct MessageRef<'a> {
+    key: u64,
+    value: &'a str,
+}
+
+struct ReadQuery {
+    from: u64,
+    limit: Option<u64>,
+    wait: Option<Duration>,
+}
+
+fn parse_query(q: &HashMap<String, String>) -> Result<ReadQuery, ApiError> {
+    let num = |name: &str| -> Result<Option<u64>, ApiError> {
+        match q.get(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter `{name}` must be a non-negative integer, got {v:?}"
+                ))
+            }),
+        }
+    };
+    let from = num("from")?.unwrap_or(1);
+    if from == 0 {
+        return Err(ApiError::bad_request(
+            "query parameter `from` must be ≥ 1 (keys start at 1)",
+        ));
+    }
+    let limit = num("limit")?;
+    let wait_ms = num("wait_ms")?;
+    if let Some(w) = wait_ms
+        && w > MAX_WAIT_MS
+    {
+        return Err(ApiError::bad_request(format!(
+            "query parameter `wait_ms` must be at most {MAX_WAIT_MS}, got {w}"
+        )));
+    }
+    Ok(ReadQuery {
+        from,
+        limit,
+        wait: wait_ms.map(Duration::from_millis),
+    })
+}
+
+/// `GET /messages?from=&limit=&wait_ms=`.
+pub async fn get_messages(
+    State(node): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let q = parse_query(&q)?;
+
+    let mut contiguous = node.contiguous.clone();
+    if let Some(wait) = q.wait
+        && *contiguous.borrow() < q.from
+        && q.limit != Some(0)
+    {
+        let from = q.from;
+        // Either the key arrives or the wait ends; both answer with what is there.
+        let _ = tokio::time::timeout(wait, contiguous.wait_for(|k| *k >= from)).await;
+    }
+    let end = node.store.contiguous_key();
+    let last = match q.limit {
+        Some(0) => q.from - 1,
+        Some(l) => end.min(q.from.saturating_add(l - 1)),
+        None => end,
+    };
+
+    let first = if q.from <= last {
+        read_chunk(&node, q.from, last)?
+    } else {
+        Vec::new()
+    };
+    let mut buf = Vec::with_capacity(64 + first.len() * 32);
+    buf.push(b'[');
+    let next = write_entries(&mut buf, &first, true);
+    let done = next.is_none_or(|k| k > last);
+    if done {
+        buf.push(b']');
+        return Ok(json_response(Body::from(buf)));
+    }
+
+    // A long answer: stream it, one chunk read from the store at a time.
+    let start = next.unwrap_or(last + 1);
+    let stream = futures::stream::unfold(
+        (Some(Bytes::from(buf)), start, false),
+        move |(head, next, finished)| {
+            let node = node.clone();
+            async move {
+                if let Some(h) = head {
+                    return Some((Ok::<Bytes, std::io::Error>(h), (None, next, finished)));
+                }
+                if finished {
+                    return None;
+                }
+                if next > last {
+                    return Some((Ok(Bytes::from_static(b"]")), (None, next, true)));
+                }
+                let entries = match read_chunk(&node, next, last) {
+                    Ok(e) if !e.is_empty() => e,
+                    Ok(_) => return Some((Ok(Bytes::from_static(b"]")), (None, next, true))),
+                    Err(e) => {
+                        return Some((Err(std::io::Error::other(e.message)), (None, next, true)));
+                    }
+                };
+                let mut out = Vec::with_capacity(entries.len() * 32);
+                let after = write_entries(&mut out, &entries, false).unwrap_or(last + 1);
+                Some((Ok(Bytes::from(out)), (None, after, false)))
+            }
+        },
+    );
+    Ok(json_response(Body::from_stream(stream)))
+}
+
+fn read_chunk(node: &AppState, from: u64, last: u64) -> Result<Vec<crate::log::Entry>, ApiError> {
+    let want = ((last - from + 1) as usize).min(CHUNK_ENTRIES);
+    node.store
+        .read(from, want, CHUNK_BYTES)
+        .map_err(|e| ApiError::internal(format!("reading the log failed: {e}")))
+}
+
+/// Appends entries as JSON objects (comma-separated, a leading comma unless `first`); returns
+/// the key after the last one written.
+fn write_entries(buf: &mut Vec<u8>, entries: &[crate::log::Entry], first: bool) -> Option<u64> {
+    let mut next = None;
+    for (i, e) in entries.iter().enumerate() {
+        if !(first && i == 0) {
+            buf.push(b',');
+        }
+        let value = e.value_str();
+        // Serialising a struct of a u64 and a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(
+            &mut *buf,
+            &MessageRef {
+                key: e.key,
+                value: &value,
+            },
+        );
+        next = Some(e.key + 1);
+    }
+    next
+}
+
+fn json_response(body: Body) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `GET /health`.
+pub async fn health(State(node): State<AppState>) -> Response {
+    let log_id = node.store.log_id().map(|i| i.to_string());
+    match &node.master {
+        Some(m) => {
+            let last_key = node.store.contiguous_key();
+            let now = Instant::now();
+            let nodes = m
+                .replicas
+                .iter()
+                .map(|r| {
+                    let h = r.health.borrow().clone();
+                    let p = snapshot(r);
+                    NodeHealth {
+                        name: r.name.clone(),
+                        url: r.url.clone(),
+                        status: h.status.as_str().to_string(),
+                        acked_key: p.acked_key,
+                        lag: last_key.saturating_sub(p.acked_key),
+                        consecutive_failures: h.failures,
+                        inflight: p.inflight,
+                        retry_in_ms: p
+                            .retry_at
+                            .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                        error: p.error.or(h.error),
+                    }
+                })
+                .collect();
+            axum::Json(MasterHealth {
+                role: "master".into(),
+                name: node.name().to_string(),
+                mode: if m.quorum.is_read_only() {
+                    "read-only".into()
+                } else {
+                    "read-write".into()
+                },
+                quorum: m.quorum.quorum(),
+                available: m.quorum.available(),
+                last_key,
+                log_id: m.log_id.to_string(),
+                nodes,
+            })
+            .into_response()
+        }
+        None => axum::Json(SecondaryHealth {
+            role: "secondary".into(),
+            name: node.name().to_string(),
+            contiguous_key: node.store.contiguous_key(),
+            held_aside: node.store.held_aside(),
+            log_id,
+            master: node.known_master.lock().clone(),
+        })
+        .into_response(),
+    }
+}
+
+/// `GET /heartbeat`: cheap, no lock held across I/O.
+pub async fn heartbeat(State(node): State<AppState>, headers: HeaderMap) -> Response {
+    if !node.is_master() {
+        super::secondary::learn_master(&node, &headers);
+    }
+    axum::Json(Heartbeat {
+        status: "ok".into(),
+        role: if node.is_master() {
+            "master".into()
+        } else {
+            "secondary".into()
+        },
+        name: node.name().to_string(),
+        instance: node.instance.clone(),
+        contiguous_key: node.store.contiguous_key(),
+        log_id: node.store.log_id().map(|i| i.to_string()),
+    })
+    .into_response()
+}

@@ -1,0 +1,340 @@
+//! A secondary's endpoints: the internal ones the master replicates through (`POST
+//! /replicate`, binary batches; `PUT /message`, one message, kept for scripts), the test
+//! ones (`POST /delay`, `/fault`), and the refusal of appends (`POST /message` → 421 naming
+//! the master).
+//!
+//! Storing is idempotent by key: the same key with the same content again is a no-op, another
+//! content is 409 and changes nothing. A replication request is answered 2xx only after its
+//! entries are written (see `crate::writer`), so a 2xx is an honest ack. An armed `/delay` is
+//! taken by exactly one replication request, before it is stored.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, authorize, json_object, read_body};
+use crate::log::{Entry, LogId, MAX_ID_BYTES, StoreError};
+use crate::protocol::{self, BatchAck};
+use crate::writer::WriteError;
+
+/// Longest `/delay` accepted, in seconds (a day).
+const MAX_DELAY_S: f64 = 86_400.0;
+
+/// `POST /message` on a secondary: appends go to the master.
+pub async fn post_on_secondary(State(node): State<AppState>) -> ApiError {
+    let master = node.known_master.lock().clone();
+    let message = match &master {
+        Some(url) => format!(
+            "this node ({}) is a secondary and does not take appends; send POST /message to the master at {url}",
+            node.name()
+        ),
+        None => format!(
+            "this node ({}) is a secondary and does not take appends; send POST /message to the master (its address is not known here yet: set secondary.master_url)",
+            node.name()
+        ),
+    };
+    ApiError::new(StatusCode::MISDIRECTED_REQUEST, message)
+        .with("role", "secondary")
+        .with("master", master.map_or(Value::Null, Value::String))
+}
+
+/// Remembers the master's URL from its request headers (unless configured).
+pub(crate) fn learn_master(node: &AppState, headers: &HeaderMap) {
+    if node.settings.secondary.master_url.is_some() {
+        return;
+    }
+    if let Some(url) = headers
+        .get(protocol::MASTER_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut known = node.known_master.lock();
+        if known.as_deref() != Some(url) && url.len() <= 2048 {
+            *known = Some(url.to_string());
+        }
+    }
+}
+
+/// Takes the armed one-shot delay, if any, and waits it out.
+async fn maybe_delay(node: &AppState, what: &str) {
+    if let Some(d) = node.faults.take_delay() {
+        tracing::info!(
+            delay_s = d.as_secs_f64(),
+            "delaying {what} by {d:?} (POST /delay)"
+        );
+        tokio::time::sleep(d).await;
+    }
+}
+
+fn store_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Store(StoreError::Conflict { key }) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "key {key} already holds a different message; stored messages are never overwritten"
+            ),
+        )
+        .with("key", key),
+        WriteError::Store(StoreError::ZeroKey) => {
+            ApiError::bad_request("key 0 is not a valid key; keys start at 1")
+        }
+        WriteError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        other => ApiError::internal(format!("could not store: {other}")),
+    }
+}
+
+fn injected_error(node: &AppState) -> Option<ApiError> {
+    node.faults.inject_error().then(|| {
+        tracing::info!("fault injection: stored the request, answering 500");
+        ApiError::internal("injected fault: the request was stored, but this answer says it failed (fault.error_rate)")
+            .with("injected", true)
+    })
+}
+
+/// `POST /replicate`: a binary batch from the master (layout in `crate::protocol`).
+pub async fn replicate(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers)?;
+    let max_value = node.settings.limits.max_message_bytes;
+    let limit = node
+        .settings
+        .replication
+        .max_batch_bytes
+        .max(max_value)
+        .saturating_mul(2)
+        .saturating_add(16 << 20);
+    let body = read_body(body, limit).await?;
+    let entries = protocol::decode_batch(body, max_value)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+
+    let log_id: LogId = headers
+        .get(protocol::LOG_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "replication requests carry the master's log identity in {}",
+                protocol::LOG_ID_HEADER
+            ))
+        })?
+        .parse()
+        .map_err(ApiError::bad_request)?;
+    match node.store.log_id() {
+        Some(have) if have != log_id => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "log identity mismatch: this node holds log {have}, the master sent log {log_id}; logs are never mixed (wipe this node's data_dir to join the new log)"
+                ),
+            )
+            .with("log_id", have.to_string())
+            .with("master_log_id", log_id.to_string()));
+        }
+        Some(_) => {}
+        None => {
+            node.store
+                .set_log_id(log_id)
+                .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+            tracing::info!(log_id = %log_id, "bound to log {log_id}");
+        }
+    }
+    learn_master(&node, &headers);
+
+    maybe_delay(&node, "replication request").await;
+    let (lo, hi, count) = (
+        entries.first().map_or(0, |e| e.key),
+        entries.last().map_or(0, |e| e.key),
+        entries.len(),
+    );
+    let stored = node.writer.put(entries).await.map_err(store_error)?;
+    let contiguous_key = node.store.contiguous_key();
+    tracing::info!(
+        from = lo,
+        to = hi,
+        count,
+        stored,
+        contiguous_key,
+        "replicated keys {lo}..={hi} stored ({stored} new), contiguous key {contiguous_key}"
+    );
+    if let Some(e) = injected_error(&node) {
+        return Err(e);
+    }
+    Ok(axum::Json(BatchAck {
+        contiguous_key,
+        instance: node.instance.clone(),
+        stored,
+    })
+    .into_response())
+}
+
+/// `PUT /message` `{"key": K, "value": V}`: stores one message under its key.
+pub async fn put_message(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers)?;
+    let max = node.settings.limits.max_message_bytes;
+    let body = read_body(body, max.saturating_mul(6).saturating_add(64 * 1024)).await?;
+    let obj = json_object(&body)?;
+    let key = match obj.get("key") {
+        Some(v) => match v.as_u64() {
+            Some(k) if k >= 1 => k,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`key` must be an integer ≥ 1, got {v}"
+                )));
+            }
+        },
+        None => return Err(ApiError::bad_request("`key` is missing")),
+    };
+    let value = match obj.get("value") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::bad_request("`value` must be a string")),
+        None => return Err(ApiError::bad_request("`value` is missing")),
+    };
+    if value.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "value is {} bytes, over the {max}-byte limit (limits.max_message_bytes)",
+                value.len()
+            ),
+        ));
+    }
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => {
+            Some(Bytes::from(s.clone()))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "`id` must be a string of 1 to {MAX_ID_BYTES} bytes"
+            )));
+        }
+    };
+    learn_master(&node, &headers);
+
+    maybe_delay(&node, &format!("PUT /message key {key}")).await;
+    let stored = node
+        .writer
+        .put(vec![Entry {
+            key,
+            value: Bytes::from(value.clone()),
+            id,
+        }])
+        .await
+        .map_err(store_error)?;
+    let contiguous_key = node.store.contiguous_key();
+    tracing::info!(
+        key,
+        stored = stored > 0,
+        contiguous_key,
+        "PUT /message key {key}"
+    );
+    if let Some(e) = injected_error(&node) {
+        return Err(e);
+    }
+    let status = if stored > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "key": key,
+        "value": value,
+        "stored": stored > 0,
+        "contiguous_key": contiguous_key,
+        "instance": node.instance,
+    });
+    Ok((status, axum::Json(body)).into_response())
+}
+
+fn faults_enabled(node: &AppState) -> Result<(), ApiError> {
+    if node.faults.enabled() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "fault injection is disabled on this node (fault.enabled = false)",
+        ))
+    }
+}
+
+/// `POST /delay` `{"value": S}`: the next replication request waits S seconds.
+pub async fn delay(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    faults_enabled(&node)?;
+    authorize(&node, &headers)?;
+    let body = read_body(body, 64 * 1024).await?;
+    let obj = json_object(&body)?;
+    let secs = match obj.get("value") {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let secs = match secs {
+        Some(s) if s.is_finite() && (0.0..=MAX_DELAY_S).contains(&s) => s,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "`value` must be a number of seconds from 0 to {MAX_DELAY_S}, got {}",
+                obj.get("value")
+                    .map_or("nothing".to_string(), |v| v.to_string())
+            )));
+        }
+    };
+    node.faults.arm_delay(Duration::from_secs_f64(secs));
+    tracing::info!(
+        delay_s = secs,
+        "delay armed: the next replication request waits {secs} s"
+    );
+    Ok(axum::Json(json!({
+        "delay_s": secs,
+        "applies_to": "the next replication request this node receives",
+    }))
+    .into_response())
+}
+
+/// `GET /fault`: the current fault settings.
+pub async fn get_fault(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    faults_enabled(&node)?;
+    authorize(&node, &headers)?;
+    Ok(
+        axum::Json(json!({"enabled": true, "error_rate": node.faults.error_rate()}))
+            .into_response(),
+    )
+}
+
+/// `POST /fault` `{"error_rate": p}`: changes the injected error probability at run time.
+pub async fn set_fault(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    faults_enabled(&node)?;
+    authorize(&node, &headers)?;
+    let body = read_body(body, 64 * 1024).await?;
+    let obj = json_object(&body)?;
+    let p = match obj.get("error_rate").and_then(Value::as_f64) {
+        Some(p) if (0.0..=1.0).contains(&p) => p,
+        _ => {
+            return Err(ApiError::bad_request(
+                "`error_rate` must be a probability from 0.0 to 1.0",
+            ));
+        }
+    };
+    node.faults.set_error_rate(p);
+    tracing::info!(error_rate = p, "fault injection: error_rate set to {p}");
+    Ok(axum::Json(json!({"enabled": true, "error_rate": p})).into_response())
+}

@@ -1,0 +1,64 @@
+//! The `replog` binary: parse the command line, then hand over to the library.
+
+use clap::Parser;
+use replog::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::Cluster {
+                secondaries,
+                base_port,
+                data_dir,
+                host,
+                log_file,
+                config,
+            } => {
+                replog::cluster::run(replog::cluster::ClusterOptions {
+                    secondaries,
+                    base_port,
+                    data_dir,
+                    host,
+                    log_file,
+                    extra_config: config,
+                })
+                .await
+            }
+            other => replog::client::run(other).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let settings = replog::config::Settings::load(config.as_deref(), std::env::vars())?;
+    let _guards =
+        replog::telemetry::init(&settings.node.name, &settings.log.level, &settings.log.file)?;
+    let app = match replog::startup::Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            return Err(e);
+        }
+    };
+    app.run_until_stopped(replog::startup::shutdown_signal())
+        .await
+}

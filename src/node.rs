@@ -1,0 +1,200 @@
+//! [`Node`]: everything one running node shares between its HTTP handlers and background
+//! tasks, and [`Node::start`], which wires it together.
+//!
+//! A node is a log store, the writer task that alone writes it, and — on the master — the ack
+//! tracker, one heartbeat worker and one replication task per secondary, and the quorum. All
+//! background tasks stop when the node's [`CancellationToken`] is cancelled.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::acks::AckTracker;
+use crate::config::{Engine, Role, Settings};
+use crate::faults::Faults;
+use crate::health::{HealthView, Quorum, heartbeat_worker};
+use crate::log::memory::MemoryStore;
+use crate::log::{LogId, LogStore};
+use crate::peer::Peer;
+use crate::replication::task::ReplicationTask;
+use crate::replication::{ProgressView, Replica};
+use crate::writer::Writer;
+
+/// The master-only part of a node.
+pub struct MasterState {
+    pub tracker: Arc<AckTracker>,
+    pub replicas: Vec<Arc<Replica>>,
+    pub quorum: Arc<Quorum>,
+    pub log_id: LogId,
+}
+
+/// One running node; shared by handlers as `Arc<Node>`.
+pub struct Node {
+    pub settings: Settings,
+    pub store: Arc<dyn LogStore>,
+    pub writer: Writer,
+    /// The end of the visible, acknowledged log; long polls and replication wait on it.
+    pub contiguous: watch::Receiver<u64>,
+    /// This process's incarnation (random per start); tells the master about restarts.
+    pub instance: String,
+    pub faults: Faults,
+    pub master: Option<MasterState>,
+    /// Secondary: the master's client-facing URL, configured or learned from its requests.
+    pub known_master: Mutex<Option<String>>,
+    pub shutdown: CancellationToken,
+}
+
+impl Node {
+    /// Opens the store, starts the writer and (on the master) heartbeats and replication.
+    /// Returns the node and its background tasks.
+    pub async fn start(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Arc<Node>, Vec<JoinHandle<()>>)> {
+        let store: Arc<dyn LogStore> = match settings.storage.engine {
+            Engine::Memory => Arc::new(MemoryStore::new()),
+            Engine::Disk => anyhow::bail!(
+                "storage.engine = \"disk\" is not available in this build; use \"memory\""
+            ),
+        };
+        let mut tasks = Vec::new();
+        let instance = format!("{:016x}", rand::random::<u64>());
+        let is_master = settings.node.role == Role::Master;
+
+        let tracker = is_master.then(|| {
+            Arc::new(AckTracker::new(
+                settings.all_nodes(),
+                store.contiguous_key(),
+            ))
+        });
+        let (writer, contiguous, join) = Writer::spawn(
+            store.clone(),
+            settings.storage.fsync,
+            std::time::Duration::from_millis(settings.storage.fsync_interval_ms),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(join);
+
+        let master = match tracker {
+            Some(tracker) => Some(start_master(
+                &settings,
+                store.clone(),
+                tracker,
+                contiguous.clone(),
+                shutdown.clone(),
+                &mut tasks,
+            )?),
+            None => None,
+        };
+
+        let node = Node {
+            faults: Faults::new(settings.fault.enabled, settings.fault.error_rate),
+            known_master: Mutex::new(settings.secondary.master_url.clone()),
+            settings,
+            store,
+            writer,
+            contiguous,
+            instance,
+            master,
+            shutdown,
+        };
+        Ok((Arc::new(node), tasks))
+    }
+
+    pub fn is_master(&self) -> bool {
+        self.master.is_some()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.node.name
+    }
+}
+
+fn start_master(
+    settings: &Settings,
+    store: Arc<dyn LogStore>,
+    tracker: Arc<AckTracker>,
+    last_key: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<MasterState> {
+    let log_id = match store.log_id() {
+        Some(id) => id,
+        None => {
+            let id = LogId::random();
+            store.set_log_id(id)?;
+            tracing::info!(log_id = %id, "new log: identity {id}");
+            id
+        }
+    };
+    let client = Peer::http_client();
+    let heartbeat_client = Peer::http_client();
+    let advertise = settings.master.advertise_url.clone();
+    let token = settings.node.cluster_token.clone();
+
+    let mut senders = Vec::new();
+    let mut replicas = Vec::new();
+    for (i, s) in settings.master.secondaries.iter().enumerate() {
+        let (tx, rx) = watch::channel(HealthView::default());
+        senders.push((
+            tx,
+            Peer::new(
+                &s.name,
+                &s.url,
+                heartbeat_client.clone(),
+                token.clone(),
+                advertise.clone(),
+            ),
+        ));
+        replicas.push(Arc::new(Replica {
+            index: i + 1,
+            name: s.name.clone(),
+            url: s.url.clone(),
+            health: rx,
+            progress: Mutex::new(ProgressView::default()),
+        }));
+    }
+    let quorum = Arc::new(Quorum::new(
+        settings.quorum(),
+        replicas.iter().map(|r| r.health.clone()).collect(),
+    ));
+    for (tx, peer) in senders {
+        tasks.push(tokio::spawn(heartbeat_worker(
+            peer,
+            tx,
+            settings.heartbeat.clone(),
+            quorum.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for r in &replicas {
+        let peer = Peer::new(
+            &r.name,
+            &r.url,
+            client.clone(),
+            token.clone(),
+            advertise.clone(),
+        );
+        let task = ReplicationTask::new(
+            r.clone(),
+            peer,
+            store.clone(),
+            tracker.clone(),
+            log_id,
+            last_key.clone(),
+            settings.replication.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(task.run()));
+    }
+    Ok(MasterState {
+        tracker,
+        replicas,
+        quorum,
+        log_id,
+    })
+}

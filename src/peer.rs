@@ -1,0 +1,156 @@
+//! [`Peer`]: the master's typed HTTP client for one secondary.
+//!
+//! Every failure is classified ([`PeerError`]): no answer in time, no connection, or an answer
+//! that is not a success. None of them is ever taken as an acknowledgement; the replication
+//! task decides the retry from the class.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+
+use crate::log::{Entry, LogId};
+use crate::protocol::{self, BatchAck, Heartbeat};
+
+/// Why a call to a secondary failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("answered {status}: {message}")]
+    Remote { status: u16, message: String },
+    #[error("unreadable answer: {0}")]
+    BadAnswer(String),
+}
+
+impl PeerError {
+    fn from_reqwest(e: reqwest::Error, timeout: Duration) -> Self {
+        if e.is_timeout() {
+            PeerError::Timeout(timeout)
+        } else {
+            // The innermost cause says what actually happened (refused, reset, …).
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            PeerError::Unreachable(cause.to_string())
+        }
+    }
+}
+
+/// Client for one secondary. Cheap to clone (shares the connection pool).
+#[derive(Clone)]
+pub struct Peer {
+    pub name: String,
+    /// Base URL without a trailing slash.
+    pub url: String,
+    client: reqwest::Client,
+    token: Option<String>,
+    master_url: Option<String>,
+}
+
+impl Peer {
+    pub fn new(
+        name: &str,
+        url: &str,
+        client: reqwest::Client,
+        token: Option<String>,
+        master_url: Option<String>,
+    ) -> Self {
+        Peer {
+            name: name.to_string(),
+            url: url.trim_end_matches('/').to_string(),
+            client,
+            token,
+            master_url,
+        }
+    }
+
+    /// A client suited to talking to secondaries: keep-alive connections, no proxies.
+    pub fn http_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(m) = &self.master_url {
+            rb = rb.header(protocol::MASTER_HEADER, m);
+        }
+        rb
+    }
+
+    /// Sends entries through the batch endpoint; Ok only on a 2xx with a readable ack.
+    pub async fn replicate(
+        &self,
+        log_id: LogId,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<BatchAck, PeerError> {
+        let body: Bytes = protocol::encode_batch(entries);
+        let resp = self
+            .request(reqwest::Method::POST, "/replicate")
+            .header(protocol::LOG_ID_HEADER, log_id.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
+        read_json(resp, timeout).await
+    }
+
+    /// `GET /heartbeat`.
+    pub async fn heartbeat(&self, timeout: Duration) -> Result<Heartbeat, PeerError> {
+        let resp = self
+            .request(reqwest::Method::GET, "/heartbeat")
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
+        read_json(resp, timeout).await
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    timeout: Duration,
+) -> Result<T, PeerError> {
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| PeerError::from_reqwest(e, timeout))?;
+    if !status.is_success() {
+        return Err(PeerError::Remote {
+            status: status.as_u16(),
+            message: error_message(status, &body),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))
+}
+
+/// The `error` sentence of a JSON error body, or the start of whatever the body was.
+fn error_message(status: StatusCode, body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(msg) = v.get("error").and_then(|m| m.as_str())
+    {
+        return msg.to_string();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
+    if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    }
+}

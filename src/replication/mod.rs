@@ -1,0 +1,47 @@
+//! Replication from the master to its secondaries (SPEC §4).
+//!
+//! One long-lived [`task::ReplicationTask`] per secondary owns that secondary's progress
+//! ([`progress::Progress`]: what it holds, what to send next), its in-flight window and its
+//! backoff ([`backoff::Backoff`]). Tasks never wait on each other or on appends: each follows
+//! the master's published last key, the secondary's health, and its own answers, so a slow
+//! or dead secondary slows nobody else. Acks go to the shared [`crate::acks::AckTracker`],
+//! which wakes the appends waiting on their write concern.
+//!
+//! [`Replica`] is the part of a secondary's state others may look at (`/health`, tests): its
+//! health watch, written by its heartbeat worker, and a snapshot of its replication progress,
+//! written by its task.
+
+pub mod backoff;
+pub mod progress;
+pub mod task;
+
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::health::HealthView;
+
+/// Replication progress as shown in `/health` (a snapshot the task refreshes).
+#[derive(Clone, Debug, Default)]
+pub struct ProgressView {
+    /// The end of the prefix the secondary is known to hold.
+    pub acked_key: u64,
+    /// Requests in flight.
+    pub inflight: usize,
+    /// When the next retry goes out, while a failure's backoff runs.
+    pub retry_at: Option<Instant>,
+    /// The last replication error, until the next success.
+    pub error: Option<String>,
+}
+
+/// One secondary, as the master's other parts see it.
+pub struct Replica {
+    /// Node index in the ack tracker (1-based; 0 is the master).
+    pub index: usize,
+    pub name: String,
+    pub url: String,
+    pub health: watch::Receiver<HealthView>,
+    // A short-lived std-style lock: written by the task, read by /health; no await under it.
+    pub progress: Mutex<ProgressView>,
+}

@@ -1,0 +1,296 @@
+//! The replication task of one secondary: a loop that keeps a bounded window of batch
+//! requests in flight and reacts to answers, new appends, health changes and its backoff.
+//!
+//! ```text
+//!   last key (watch) ──┐      ┌── health (watch): pause while unhealthy; on recovery drop
+//!                      ▼      ▼   the in-flight requests and resend everything missing now
+//!              ┌──────────────────────┐  batches (≤ max_inflight at once)  ┌───────────┐
+//!              │   ReplicationTask    │ ─────────────────────────────────▶ │ secondary │
+//!              │ Progress · Backoff   │ ◀───────────────────────────────── │           │
+//!              └──────────────────────┘  2xx ack: contiguous key, incarnation └─────────┘
+//!                      │ acks                 failure: backoff, then go back to the first
+//!                      ▼                      key not known to be held
+//!                 AckTracker ──▶ wakes appends waiting on their write concern
+//! ```
+//!
+//! A delayed request only occupies one slot of the window: later batches go out and are
+//! acknowledged past it. A failure (timeout, no connection, non-2xx) is never an ack: the
+//! task waits out the next backoff delay, then resends every key the secondary is not known
+//! to hold (the secondary stores idempotently, so resending what it already has is harmless).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::progress::Progress;
+use super::{ProgressView, Replica};
+use crate::acks::AckTracker;
+use crate::config::ReplicationSettings;
+use crate::health::{HealthStatus, HealthView};
+use crate::log::{LogId, LogStore};
+use crate::peer::{Peer, PeerError};
+use crate::protocol::BatchAck;
+
+struct Outcome {
+    lo: u64,
+    hi: u64,
+    result: Result<BatchAck, PeerError>,
+}
+
+/// Replicates to one secondary until shutdown; see the module docs.
+pub struct ReplicationTask {
+    replica: Arc<Replica>,
+    peer: Peer,
+    store: Arc<dyn LogStore>,
+    tracker: Arc<AckTracker>,
+    log_id: LogId,
+    last_key: watch::Receiver<u64>,
+    health: watch::Receiver<HealthView>,
+    cfg: ReplicationSettings,
+    progress: Progress,
+    backoff: Backoff,
+    /// Set while a failure's backoff runs: nothing is sent until then.
+    retry_at: Option<tokio::time::Instant>,
+    inflight: FuturesUnordered<BoxFuture<'static, Outcome>>,
+    /// The heartbeat view's recovery count and incarnation we last acted on.
+    seen_recoveries: u64,
+    seen_instance: Option<String>,
+    last_error: Option<String>,
+    shutdown: CancellationToken,
+}
+
+impl ReplicationTask {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        replica: Arc<Replica>,
+        peer: Peer,
+        store: Arc<dyn LogStore>,
+        tracker: Arc<AckTracker>,
+        log_id: LogId,
+        last_key: watch::Receiver<u64>,
+        cfg: ReplicationSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let health = replica.health.clone();
+        let backoff = Backoff::new(cfg.retry_delays());
+        ReplicationTask {
+            replica,
+            peer,
+            store,
+            tracker,
+            log_id,
+            last_key,
+            health,
+            cfg,
+            progress: Progress::new(),
+            backoff,
+            retry_at: None,
+            inflight: FuturesUnordered::new(),
+            seen_recoveries: 0,
+            seen_instance: None,
+            last_error: None,
+            shutdown,
+        }
+    }
+
+    pub async fn run(mut self) {
+        self.on_health();
+        loop {
+            self.fill_window();
+            self.publish();
+            let retry_at = self.retry_at;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                Some(out) = self.inflight.next(), if !self.inflight.is_empty() => self.on_outcome(out),
+                r = self.last_key.changed() => if r.is_err() { return },
+                r = self.health.changed() => {
+                    if r.is_err() { return }
+                    self.on_health();
+                }
+                _ = sleep_until_opt(retry_at), if retry_at.is_some() => {
+                    self.retry_at = None;
+                    self.progress.go_back();
+                    tracing::info!(
+                        secondary = %self.peer.name,
+                        from = self.progress.acked_key() + 1,
+                        attempt = self.backoff.attempts() + 1,
+                        "retrying replication to {}", self.peer.name
+                    );
+                }
+            }
+        }
+    }
+
+    fn may_send(&self) -> bool {
+        self.retry_at.is_none()
+            && self.progress.is_known()
+            && self.health.borrow().status != HealthStatus::Unhealthy
+    }
+
+    fn fill_window(&mut self) {
+        if !self.may_send() {
+            return;
+        }
+        let last = *self.last_key.borrow_and_update();
+        while self.inflight.len() < self.cfg.max_inflight {
+            let Some((from, count)) = self.progress.next_range(last, self.cfg.max_batch_entries)
+            else {
+                break;
+            };
+            let entries = match self.store.read(from, count, self.cfg.max_batch_bytes) {
+                Ok(e) if !e.is_empty() => e,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(secondary = %self.peer.name, from, cause = %e, "reading the log for replication failed");
+                    self.schedule_retry(format!("reading the log failed: {e}"));
+                    break;
+                }
+            };
+            let n = entries.len();
+            let hi = from + n as u64 - 1;
+            self.progress.sent(from, n);
+            tracing::info!(
+                secondary = %self.peer.name,
+                from,
+                to = hi,
+                count = n,
+                "replication sent keys {from}..={hi} to {}",
+                self.peer.name
+            );
+            let peer = self.peer.clone();
+            let log_id = self.log_id;
+            let timeout = self.cfg.request_timeout();
+            self.inflight.push(Box::pin(async move {
+                let result = peer.replicate(log_id, &entries, timeout).await;
+                Outcome {
+                    lo: from,
+                    hi,
+                    result,
+                }
+            }));
+        }
+    }
+
+    fn on_outcome(&mut self, out: Outcome) {
+        match out.result {
+            Ok(ack) => {
+                // The secondary stored the batch: it counts toward w whatever incarnation
+                // answered; what to send next depends on the current one only.
+                self.tracker.record(self.replica.index, out.lo, out.hi);
+                self.tracker
+                    .record(self.replica.index, 1, ack.contiguous_key);
+                let current = self.progress.on_ack(&ack, out.lo, out.hi);
+                tracing::info!(
+                    secondary = %self.peer.name,
+                    from = out.lo,
+                    to = out.hi,
+                    contiguous_key = ack.contiguous_key,
+                    "replication acknowledged keys {}..={} by {} (contiguous key {})",
+                    out.lo, out.hi, self.peer.name, ack.contiguous_key
+                );
+                if current {
+                    self.backoff.reset();
+                    self.last_error = None;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    secondary = %self.peer.name,
+                    from = out.lo,
+                    to = out.hi,
+                    cause = %e,
+                    "replication of keys {}..={} to {} failed: {e}",
+                    out.lo, out.hi, self.peer.name
+                );
+                self.schedule_retry(e.to_string());
+            }
+        }
+    }
+
+    /// Starts a backoff unless one is already running (failures of several in-flight
+    /// requests to a node that went away are one failure, not many).
+    fn schedule_retry(&mut self, error: String) {
+        self.last_error = Some(error);
+        if self.retry_at.is_some() {
+            return;
+        }
+        let delay = self.backoff.next_delay();
+        self.retry_at = Some(tokio::time::Instant::now() + delay);
+        tracing::warn!(
+            secondary = %self.peer.name,
+            delay_s = delay.as_secs_f64(),
+            attempt = self.backoff.attempts(),
+            "retry scheduled for {} in {:?} (attempt {})",
+            self.peer.name, delay, self.backoff.attempts()
+        );
+    }
+
+    fn on_health(&mut self) {
+        let view = self.health.borrow_and_update().clone();
+        if view.recoveries != self.seen_recoveries {
+            self.seen_recoveries = view.recoveries;
+            // Back from suspected/unhealthy: whatever was in flight went to a connection that
+            // may be dead; drop it and send everything missing now, without waiting out the
+            // backoff.
+            self.inflight = FuturesUnordered::new();
+            self.retry_at = None;
+            self.backoff.reset();
+            self.progress.go_back();
+            tracing::info!(
+                secondary = %self.peer.name,
+                from = self.progress.acked_key() + 1,
+                "{} is reachable again: resending everything it misses now",
+                self.peer.name
+            );
+        }
+        if view.instance.is_some() && view.instance != self.seen_instance {
+            self.seen_instance = view.instance.clone();
+            let instance = view.instance.as_deref().unwrap_or_default();
+            let contiguous = view.contiguous_key.unwrap_or(0);
+            if self.progress.instance() != Some(instance)
+                && self.progress.become_incarnation(instance, contiguous)
+            {
+                self.tracker.record(self.replica.index, 1, contiguous);
+                tracing::info!(
+                    secondary = %self.peer.name,
+                    contiguous_key = contiguous,
+                    "{} holds keys up to {contiguous}; replicating from key {}",
+                    self.peer.name,
+                    contiguous + 1
+                );
+            }
+        }
+        if view.status == HealthStatus::Unhealthy && self.last_error.is_none() {
+            self.last_error = view.error.clone();
+        }
+    }
+
+    fn publish(&self) {
+        let mut p = self.replica.progress.lock();
+        p.acked_key = self.progress.acked_key();
+        p.inflight = self.inflight.len();
+        p.retry_at = self.retry_at.map(|t| {
+            let left = t.saturating_duration_since(tokio::time::Instant::now());
+            Instant::now() + left
+        });
+        p.error = self.last_error.clone();
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+    }
+}
+
+/// The view `/health` gives of a replica's progress.
+pub fn snapshot(r: &Replica) -> ProgressView {
+    r.progress.lock().clone()
+}

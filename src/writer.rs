@@ -1,0 +1,332 @@
+//! The writer: the one task that writes a node's log.
+//!
+//! Every append (master) and every replicated entry (secondary) goes through one
+//! [`Writer`] handle into one task, which drains whatever has queued up, writes it with one
+//! [`LogStore::put`] per request kind, applies the fsync policy once for the whole lot, and
+//! only then answers. Draining the queue is the batching: under load many appends share one
+//! write and one fsync (group commit); with one client nothing waits for a batch to fill.
+//!
+//! Invariants:
+//! * keys are assigned here and only here, as `contiguous_key() + 1, + 2, …`, so the master's
+//!   log has no holes and no two appends get the same key;
+//! * an entry is acknowledged (its reply sent, its master ack recorded, the published
+//!   `contiguous` key moved past it) only after it is written, and under
+//!   `fsync = "always"` only after an fsync that covers it;
+//! * the idempotency index (`id` → key) changes only together with a successful write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::acks::AckTracker;
+use crate::config::FsyncPolicy;
+use crate::log::{Entry, LogStore, StoreError};
+
+/// Most requests folded into one write.
+const MAX_BATCH: usize = 4096;
+/// Requests that may queue for the writer before senders wait.
+const QUEUE: usize = 16 * 1024;
+
+/// What an append became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// A new message with this key.
+    New(u64),
+    /// The id was already in the log under this key; nothing was appended.
+    Duplicate(u64),
+}
+
+/// Why the writer could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the log writer has stopped (the node is shutting down)")]
+    Stopped,
+    #[error("written but not made durable: fsync failed: {0}")]
+    Sync(String),
+}
+
+enum Command {
+    Append {
+        value: Bytes,
+        id: Option<Bytes>,
+        reply: oneshot::Sender<Result<Appended, WriteError>>,
+    },
+    Put {
+        entries: Vec<Entry>,
+        reply: oneshot::Sender<Result<usize, WriteError>>,
+    },
+}
+
+/// A cheap, cloneable handle to the node's writer task.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Writer {
+    /// Starts the writer over `store`. `tracker` is the master's ack tracker (node 0 is
+    /// recorded for every written key); secondaries pass `None`. Returns the handle and a
+    /// watch of the visible log's end, which moves only past acknowledged entries.
+    pub fn spawn(
+        store: Arc<dyn LogStore>,
+        fsync: FsyncPolicy,
+        fsync_interval: Duration,
+        tracker: Option<Arc<AckTracker>>,
+        shutdown: CancellationToken,
+    ) -> (Writer, watch::Receiver<u64>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let start = store.contiguous_key();
+        let (contiguous_tx, contiguous_rx) = watch::channel(start);
+        let mut ids = HashMap::new();
+        if tracker.is_some() {
+            let _ = store.scan_ids(1, &mut |id, key| {
+                ids.insert(Bytes::copy_from_slice(id), key);
+            });
+        }
+        if fsync == FsyncPolicy::Interval {
+            tokio::spawn(sync_every(store.clone(), fsync_interval, shutdown.clone()));
+        }
+        let task = WriterTask {
+            store,
+            fsync,
+            tracker,
+            ids,
+            contiguous: contiguous_tx,
+        };
+        let join = tokio::spawn(task.run(rx, shutdown));
+        (Writer { tx }, contiguous_rx, join)
+    }
+
+    /// Appends `value` under the next key (master only).
+    pub async fn append(&self, value: Bytes, id: Option<Bytes>) -> Result<Appended, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append { value, id, reply })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Stores entries under their keys (secondary); returns how many were new.
+    pub async fn put(&self, entries: Vec<Entry>) -> Result<usize, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Put { entries, reply })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+struct WriterTask {
+    store: Arc<dyn LogStore>,
+    fsync: FsyncPolicy,
+    tracker: Option<Arc<AckTracker>>,
+    ids: HashMap<Bytes, u64>,
+    /// Published end of the visible, acknowledged log.
+    contiguous: watch::Sender<u64>,
+}
+
+type AppendReply = oneshot::Sender<Result<Appended, WriteError>>;
+type PutReply = oneshot::Sender<Result<usize, WriteError>>;
+
+impl WriterTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        let mut cmds = Vec::with_capacity(MAX_BATCH);
+        loop {
+            // At shutdown, stop taking work: what is queued is answered with `Stopped` when
+            // the receiver drops, and what was written gets its final fsync below.
+            let n = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                n = rx.recv_many(&mut cmds, MAX_BATCH) => n,
+            };
+            if n == 0 {
+                break;
+            }
+            self.process(&mut cmds).await;
+        }
+        if let Err(e) = self.store.sync() {
+            tracing::error!(cause = %e, "final fsync at shutdown failed");
+        }
+    }
+
+    async fn process(&mut self, cmds: &mut Vec<Command>) {
+        let mut puts: Vec<(PutReply, Result<usize, WriteError>)> = Vec::new();
+        let mut appends: Vec<Entry> = Vec::new();
+        let mut append_replies: Vec<(AppendReply, Appended)> = Vec::new();
+
+        // Replicated entries first: they carry their own keys.
+        let mut pending_appends = Vec::new();
+        for cmd in cmds.drain(..) {
+            match cmd {
+                Command::Put { entries, reply } => {
+                    let r = self.store.put(&entries).map_err(WriteError::from);
+                    puts.push((reply, r));
+                }
+                Command::Append { value, id, reply } => pending_appends.push((value, id, reply)),
+            }
+        }
+
+        let first_key = self.store.contiguous_key() + 1;
+        let mut next = first_key;
+        let mut new_ids = Vec::new();
+        for (value, id, reply) in pending_appends {
+            if let Some(id) = &id
+                && let Some(&key) = self.ids.get(id)
+            {
+                append_replies.push((reply, Appended::Duplicate(key)));
+                continue;
+            }
+            let key = next;
+            next += 1;
+            if let Some(id) = &id {
+                self.ids.insert(id.clone(), key);
+                new_ids.push(id.clone());
+            }
+            tracing::info!(key, bytes = value.len(), "append received, key assigned");
+            appends.push(Entry { key, value, id });
+            append_replies.push((reply, Appended::New(key)));
+        }
+
+        let mut append_error = None;
+        if !appends.is_empty()
+            && let Err(e) = self.store.put(&appends)
+        {
+            tracing::error!(cause = %e, first_key, count = appends.len(), "writing appends failed");
+            for id in &new_ids {
+                self.ids.remove(id);
+            }
+            append_error = Some(e.to_string());
+        }
+
+        let wrote = (append_error.is_none() && !appends.is_empty())
+            || puts.iter().any(|(_, r)| matches!(r, Ok(n) if *n > 0));
+        let mut sync_error = None;
+        if wrote && self.fsync == FsyncPolicy::Always {
+            let store = self.store.clone();
+            let r = tokio::task::spawn_blocking(move || store.sync()).await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => sync_error = Some(e.to_string()),
+                Err(e) => sync_error = Some(e.to_string()),
+            }
+            if let Some(e) = &sync_error {
+                tracing::error!(cause = %e, "fsync failed; the written entries are not durable");
+            }
+        }
+
+        let last = self.store.contiguous_key();
+        if let Some(t) = &self.tracker
+            && append_error.is_none()
+            && sync_error.is_none()
+            && !appends.is_empty()
+        {
+            t.extend_to(last);
+            t.record(0, first_key, next - 1);
+        }
+        if sync_error.is_none() {
+            self.contiguous.send_if_modified(|v| {
+                let moved = *v != last;
+                *v = last;
+                moved
+            });
+        }
+
+        for (reply, r) in puts {
+            let r = match (r, &sync_error) {
+                (Ok(_), Some(e)) => Err(WriteError::Sync(e.clone())),
+                (r, _) => r,
+            };
+            let _ = reply.send(r);
+        }
+        for (reply, outcome) in append_replies {
+            let r = match (&append_error, &sync_error, outcome) {
+                (Some(e), _, Appended::New(_)) => Err(WriteError::Store(StoreError::Io(
+                    std::io::Error::other(e.clone()),
+                ))),
+                (_, Some(e), Appended::New(_)) => Err(WriteError::Sync(e.clone())),
+                (_, _, outcome) => Ok(outcome),
+            };
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// `fsync = "interval"`: sync in the background every `every`, when something was written.
+async fn sync_every(store: Arc<dyn LogStore>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut synced = store.contiguous_key();
+    let mut aside = store.held_aside();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (now, now_aside) = (store.contiguous_key(), store.held_aside());
+        if now == synced && now_aside == aside {
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.sync()).await {
+            Ok(Ok(())) => (synced, aside) = (now, now_aside),
+            Ok(Err(e)) => tracing::error!(cause = %e, "interval fsync failed"),
+            Err(e) => tracing::error!(cause = %e, "interval fsync task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn keys_are_sequential_and_ids_deduplicate() {
+        let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+        let tracker = Arc::new(AckTracker::new(1, 0));
+        let (w, mut contiguous, _) = Writer::spawn(
+            store.clone(),
+            FsyncPolicy::Never,
+            Duration::from_millis(100),
+            Some(tracker.clone()),
+            CancellationToken::new(),
+        );
+        let mut handles = Vec::new();
+        for i in 0..50 {
+            let w = w.clone();
+            handles.push(tokio::spawn(async move {
+                w.append(Bytes::from(format!("m{i}")), None).await.unwrap()
+            }));
+        }
+        let mut keys = Vec::new();
+        for h in handles {
+            match h.await.unwrap() {
+                Appended::New(k) => keys.push(k),
+                Appended::Duplicate(_) => panic!("no ids given"),
+            }
+        }
+        keys.sort();
+        assert_eq!(keys, (1..=50).collect::<Vec<_>>());
+        let a = w
+            .append(Bytes::from("x"), Some(Bytes::from("id")))
+            .await
+            .unwrap();
+        let b = w
+            .append(Bytes::from("y"), Some(Bytes::from("id")))
+            .await
+            .unwrap();
+        assert_eq!(a, Appended::New(51));
+        assert_eq!(b, Appended::Duplicate(51));
+        assert_eq!(store.contiguous_key(), 51);
+        contiguous.wait_for(|k| *k == 51).await.unwrap();
+        assert_eq!(tracker.fully_replicated(), 51);
+    }
+}

@@ -1,0 +1,527 @@
+//! Test fixtures: real `replog serve` processes on loopback, driven over HTTP.
+//!
+//! [`TestCluster`] starts a master and N secondaries as child processes of the test, each on
+//! its own reserved port, with test-friendly timing (heartbeats every 200 ms, retries after
+//! 0.2 s, 0.5 s, 1 s). Faults are real: [`Node::pause`] is SIGSTOP, [`Node::kill`] is SIGKILL.
+//! Nothing of the server is mocked.
+//!
+//! Waits are conditions with deadlines ([`wait_until`]), never bare sleeps. Every node writes
+//! its stdout to `<tempdir>/<name>.out`; when a test fails, the tail of each is printed.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_replog");
+
+/// Ports handed out in this process, so two clusters of one test binary never share one.
+static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// Reserves `n` free loopback ports outside the ephemeral range (so outgoing connections
+/// cannot take them between a node's kill and its restart).
+pub fn reserve_ports(n: usize) -> Vec<u16> {
+    let mut used = USED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let used = used.get_or_insert_with(HashSet::new);
+    let mut out = Vec::new();
+    let mut tries = 0;
+    while out.len() < n {
+        tries += 1;
+        assert!(tries < 10_000, "no free ports");
+        let p: u16 = 20_000 + (rand::random::<u16>() % 12_000);
+        if used.contains(&p) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            used.insert(p);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes (then panics with
+/// `what`).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One node process.
+pub struct Node {
+    pub name: String,
+    pub port: u16,
+    pub config: PathBuf,
+    pub out: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.out)
+            .expect("open node output file");
+        let err = out.try_clone().expect("clone output file");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn replog serve");
+        self.child = Some(child);
+        self.paused = false;
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("node is running").id() as i32
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    /// SIGSTOP: the process stays, its sockets accept nothing it answers.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    /// Waits for the process to exit by itself and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
+        self.kill();
+    }
+}
+
+/// Settings every test node gets unless a test overrides them (TOML, merged per section).
+pub fn base_settings() -> toml::Table {
+    toml::toml! {
+        [heartbeat]
+        interval_ms = 200
+        timeout_ms = 500
+        suspected_after = 2
+        unhealthy_after = 5
+
+        [replication]
+        retry_delays_s = [0.2, 0.5, 1.0]
+        request_timeout_ms = 5000
+
+        [storage]
+        engine = "memory"
+
+        [fault]
+        enabled = true
+
+        [log]
+        level = "info"
+    }
+}
+
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Builds a [`TestCluster`].
+pub struct ClusterBuilder {
+    secondaries: usize,
+    all: toml::Table,
+    master: toml::Table,
+    secondary: toml::Table,
+    start: Option<Vec<usize>>,
+}
+
+impl ClusterBuilder {
+    /// Settings for every node (merged over [`base_settings`]).
+    pub fn with(mut self, t: toml::Table) -> Self {
+        merge(&mut self.all, &t);
+        self
+    }
+
+    /// Settings for the master only.
+    pub fn master_with(mut self, t: toml::Table) -> Self {
+        merge(&mut self.master, &t);
+        self
+    }
+
+    /// Settings for the secondaries only.
+    pub fn secondaries_with(mut self, t: toml::Table) -> Self {
+        merge(&mut self.secondary, &t);
+        self
+    }
+
+    /// Start only these secondaries (1-based); the others are configured but not started.
+    pub fn start_only(mut self, which: &[usize]) -> Self {
+        self.start = Some(which.to_vec());
+        self
+    }
+
+    pub async fn start(self) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = reserve_ports(self.secondaries + 1);
+        let log = dir.path().join("app.log");
+        let mut nodes = Vec::new();
+        for i in 0..=self.secondaries {
+            let (name, role) = if i == 0 {
+                ("master".to_string(), "master")
+            } else {
+                (format!("secondary{i}"), "secondary")
+            };
+            let mut t = base_settings();
+            merge(&mut t, &self.all);
+            let node = toml::toml! {
+                [node]
+                name = (name.clone())
+                role = role
+                listen = (format!("127.0.0.1:{}", ports[i]))
+                data_dir = (dir.path().join("data").join(&name).display().to_string())
+                [log]
+                file = (log.display().to_string())
+            };
+            merge(&mut t, &node);
+            if i == 0 {
+                let secondaries: Vec<toml::Value> = (1..=self.secondaries)
+                    .map(|j| {
+                        toml::Value::Table(toml::toml! {
+                            name = (format!("secondary{j}"))
+                            url = (format!("http://127.0.0.1:{}", ports[j]))
+                        })
+                    })
+                    .collect();
+                let mut m = toml::Table::new();
+                m.insert("secondaries".into(), toml::Value::Array(secondaries));
+                m.insert(
+                    "advertise_url".into(),
+                    toml::Value::String(format!("http://127.0.0.1:{}", ports[0])),
+                );
+                let mut wrap = toml::Table::new();
+                wrap.insert("master".into(), toml::Value::Table(m));
+                merge(&mut t, &wrap);
+                merge(&mut t, &self.master);
+            } else {
+                merge(&mut t, &self.secondary);
+            }
+            let config = dir.path().join(format!("{name}.toml"));
+            std::fs::write(&config, toml::to_string(&t).expect("toml")).expect("write config");
+            nodes.push(Node {
+                out: dir.path().join(format!("{name}.out")),
+                name,
+                port: ports[i],
+                config,
+                child: None,
+                paused: false,
+            });
+        }
+        let mut c = TestCluster {
+            nodes,
+            log,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            dir,
+        };
+        let which: Vec<usize> = self
+            .start
+            .clone()
+            .unwrap_or_else(|| (1..=self.secondaries).collect());
+        for &i in &which {
+            c.nodes[i].start();
+        }
+        for &i in &which {
+            c.wait_up(i).await;
+        }
+        c.nodes[0].start();
+        c.wait_up(0).await;
+        // The master has heard from every started secondary.
+        for &i in &which {
+            let name = c.nodes[i].name.clone();
+            c.wait_status(&name, "healthy", Duration::from_secs(10))
+                .await;
+        }
+        c
+    }
+}
+
+/// A master (`nodes[0]`) and its secondaries (`nodes[1..]`).
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    pub log: PathBuf,
+    pub client: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub fn builder(secondaries: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            secondaries,
+            all: toml::Table::new(),
+            master: toml::Table::new(),
+            secondary: toml::Table::new(),
+            start: None,
+        }
+    }
+
+    /// A master and `n` secondaries with the test defaults, all started.
+    pub async fn start(n: usize) -> TestCluster {
+        Self::builder(n).start().await
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn master_url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        self.nodes[i].url()
+    }
+
+    /// Waits until node `i` answers `/heartbeat`.
+    pub async fn wait_up(&self, i: usize) {
+        let url = format!("{}/heartbeat", self.url(i));
+        let client = self.client.clone();
+        let name = self.nodes[i].name.clone();
+        wait_until(&format!("{name} up"), Duration::from_secs(15), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(&url)
+                    .timeout(Duration::from_millis(500))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    /// POST /message with an arbitrary JSON body: (status, body).
+    pub async fn post(&self, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}/message", self.master_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /message");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Appends `value` with write concern `w`; panics unless 201; returns the key.
+    pub async fn append(&self, value: &str, w: u64) -> u64 {
+        let (status, body) = self.post(json!({"value": value, "write_concern": w})).await;
+        assert_eq!(status, 201, "append {value:?} w={w}: {body}");
+        body["key"].as_u64().expect("key")
+    }
+
+    /// GET /messages on node `i` as (key, value) pairs.
+    pub async fn messages(&self, i: usize) -> Vec<(u64, String)> {
+        let v: Value = self
+            .client
+            .get(format!("{}/messages", self.url(i)))
+            .send()
+            .await
+            .expect("GET /messages")
+            .json()
+            .await
+            .expect("JSON");
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|m| {
+                (
+                    m["key"].as_u64().expect("key"),
+                    m["value"].as_str().expect("value").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The values node `i` shows, in order.
+    pub async fn values(&self, i: usize) -> Vec<String> {
+        self.messages(i).await.into_iter().map(|(_, v)| v).collect()
+    }
+
+    pub async fn health(&self, i: usize) -> Value {
+        self.client
+            .get(format!("{}/health", self.url(i)))
+            .send()
+            .await
+            .expect("GET /health")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// The master's view of secondary `name`.
+    pub async fn node_health(&self, name: &str) -> Value {
+        let h = self.health(0).await;
+        h["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until the master reports `name` with `status`.
+    pub async fn wait_status(&self, name: &str, status: &str, timeout: Duration) {
+        wait_until(&format!("{name} {status}"), timeout, || async {
+            self.node_health(name).await["status"] == status
+        })
+        .await;
+    }
+
+    /// Waits until the master's mode is `mode`.
+    pub async fn wait_mode(&self, mode: &str, timeout: Duration) {
+        wait_until(&format!("master {mode}"), timeout, || async {
+            self.health(0).await["mode"] == mode
+        })
+        .await;
+    }
+
+    /// Waits until every running node shows exactly `expected` (key order).
+    pub async fn wait_converged(&self, expected: &[String], timeout: Duration) {
+        let want: Vec<(u64, String)> = expected
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64 + 1, v.clone()))
+            .collect();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_running() {
+                continue;
+            }
+            let name = self.nodes[i].name.clone();
+            let want = want.clone();
+            wait_until(
+                &format!("{name} to show {} messages", want.len()),
+                timeout,
+                || {
+                    let want = want.clone();
+                    async move { self.messages(i).await == want }
+                },
+            )
+            .await;
+        }
+    }
+
+    /// POST /delay on node `i`.
+    pub async fn delay(&self, i: usize, secs: f64) {
+        let r = self
+            .client
+            .post(format!("{}/delay", self.url(i)))
+            .json(&json!({"value": secs}))
+            .send()
+            .await
+            .expect("POST /delay");
+        assert!(r.status().is_success(), "delay: {}", r.status());
+    }
+
+    /// The shared log file so far.
+    pub fn app_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("TEST_LOG").is_some() {
+            for n in &self.nodes {
+                let out = n.output();
+                let tail: Vec<&str> = out.lines().rev().take(60).collect();
+                eprintln!("----- {} (last {} lines) -----", n.name, tail.len());
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
