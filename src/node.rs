@@ -105,6 +105,13 @@ impl Node {
         Ok((Arc::new(node), tasks))
     }
 
+    /// The end of the visible log as acknowledged: written, and fsynced under
+    /// `fsync = "always"`. Reads and acks use this, never the store's own (possibly
+    /// not yet durable) end.
+    pub fn acknowledged_key(&self) -> u64 {
+        *self.contiguous.borrow()
+    }
+
     pub fn is_master(&self) -> bool {
         self.master.is_some()
     }

@@ -88,7 +88,7 @@ pub async fn get_messages(
         // Either the key arrives or the wait ends; both answer with what is there.
         let _ = tokio::time::timeout(wait, contiguous.wait_for(|k| *k >= from)).await;
     }
-    let end = node.store.contiguous_key();
+    let end = node.acknowledged_key();
     let last = match q.limit {
         Some(0) => q.from - 1,
         Some(l) => end.min(q.from.saturating_add(l - 1)),
@@ -184,7 +184,7 @@ pub async fn health(State(node): State<AppState>) -> Response {
     let log_id = node.store.log_id().map(|i| i.to_string());
     match &node.master {
         Some(m) => {
-            let last_key = node.store.contiguous_key();
+            let last_key = node.acknowledged_key();
             let now = Instant::now();
             let nodes = m
                 .replicas
@@ -226,7 +226,7 @@ pub async fn health(State(node): State<AppState>) -> Response {
         None => axum::Json(SecondaryHealth {
             role: "secondary".into(),
             name: node.name().to_string(),
-            contiguous_key: node.store.contiguous_key(),
+            contiguous_key: node.acknowledged_key(),
             held_aside: node.store.held_aside(),
             log_id,
             master: node.known_master.lock().clone(),
@@ -249,7 +249,7 @@ pub async fn heartbeat(State(node): State<AppState>, headers: HeaderMap) -> Resp
         },
         name: node.name().to_string(),
         instance: node.instance.clone(),
-        contiguous_key: node.store.contiguous_key(),
+        contiguous_key: node.acknowledged_key(),
         log_id: node.store.log_id().map(|i| i.to_string()),
     })
     .into_response()

@@ -153,7 +153,7 @@ pub async fn replicate(
         entries.len(),
     );
     let stored = node.writer.put(entries).await.map_err(store_error)?;
-    let contiguous_key = node.store.contiguous_key();
+    let contiguous_key = node.acknowledged_key();
     tracing::info!(
         from = lo,
         to = hi,
@@ -231,7 +231,7 @@ pub async fn put_message(
         }])
         .await
         .map_err(store_error)?;
-    let contiguous_key = node.store.contiguous_key();
+    let contiguous_key = node.acknowledged_key();
     tracing::info!(
         key,
         stored = stored > 0,
