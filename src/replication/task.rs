@@ -108,7 +108,12 @@ impl ReplicationTask {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 Some(out) = self.inflight.next(), if !self.inflight.is_empty() => self.on_outcome(out),
-                r = self.last_key.changed() => if r.is_err() { return },
+                r = self.last_key.changed() => {
+                    if r.is_err() { return }
+                    // Mark it seen even when sending is paused, or `changed()` would fire
+                    // again at once and spin.
+                    self.last_key.borrow_and_update();
+                }
                 r = self.health.changed() => {
                     if r.is_err() { return }
                     self.on_health();
@@ -137,7 +142,7 @@ impl ReplicationTask {
         if !self.may_send() {
             return;
         }
-        let last = *self.last_key.borrow_and_update();
+        let last = *self.last_key.borrow();
         while self.inflight.len() < self.cfg.max_inflight {
             let Some((from, count)) = self.progress.next_range(last, self.cfg.max_batch_entries)
             else {
