@@ -42,6 +42,11 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check a node's data directory offline (records, checksums, gaps); changes nothing.
+    Check {
+        /// The node's data_dir.
+        dir: PathBuf,
+    },
     /// Append a message and print its key.
     Append {
         /// The message.

@@ -52,7 +52,9 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Serve { .. } | Command::Cluster { .. } => bail!("not a client command"),
+        Command::Serve { .. } | Command::Cluster { .. } | Command::Check { .. } => {
+            bail!("not a client command")
+        }
     }
 }
 

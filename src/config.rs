@@ -309,7 +309,7 @@ pub struct StorageSettings {
 impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
-            engine: Engine::Memory,
+            engine: Engine::Disk,
             fsync: FsyncPolicy::Interval,
             fsync_interval_ms: 100,
             segment_bytes: 64 << 20,

@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
                 })
                 .await
             }
+            Command::Check { dir } => check(&dir),
             other => replog::client::run(other).await,
         }
     });
@@ -61,4 +62,21 @@ async fn serve(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     };
     app.run_until_stopped(replog::startup::shutdown_signal())
         .await
+}
+
+/// `replog check DIR`: prints the report; exits non-zero unless the directory is clean.
+fn check(dir: &std::path::Path) -> anyhow::Result<()> {
+    let report = replog::log::check::check(dir)
+        .map_err(|e| anyhow::anyhow!("cannot check {}: {e}", dir.display()))?;
+    println!("{report}");
+    if report.is_clean() {
+        Ok(())
+    } else if report.would_open() {
+        anyhow::bail!(
+            "{} has problems a node repairs when it opens it",
+            dir.display()
+        )
+    } else {
+        anyhow::bail!("{} has problems a node cannot start with", dir.display())
+    }
 }

@@ -16,6 +16,7 @@ use crate::acks::AckTracker;
 use crate::config::{Engine, Role, Settings};
 use crate::faults::Faults;
 use crate::health::{HealthView, Quorum, heartbeat_worker};
+use crate::log::file::{FileStore, FileStoreOptions};
 use crate::log::memory::MemoryStore;
 use crate::log::{LogId, LogStore};
 use crate::peer::Peer;
@@ -55,10 +56,13 @@ impl Node {
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Node>, Vec<JoinHandle<()>>)> {
         let store: Arc<dyn LogStore> = match settings.storage.engine {
-            Engine::Memory => Arc::new(MemoryStore::new()),
-            Engine::Disk => anyhow::bail!(
-                "storage.engine = \"disk\" is not available in this build; use \"memory\""
-            ),
+            Engine::Memory => {
+                tracing::info!(
+                    "storage: in memory (storage.engine = \"memory\"): nothing survives a restart"
+                );
+                Arc::new(MemoryStore::new())
+            }
+            Engine::Disk => Arc::new(open_disk(&settings).await?),
         };
         let mut tasks = Vec::new();
         let instance = format!("{:016x}", rand::random::<u64>());
@@ -119,6 +123,32 @@ impl Node {
     pub fn name(&self) -> &str {
         &self.settings.node.name
     }
+}
+
+/// Opens (and recovers) the node's log in `node.data_dir`, logging what recovery found.
+async fn open_disk(settings: &Settings) -> anyhow::Result<FileStore> {
+    let dir = settings.node.data_dir.clone();
+    let opts = FileStoreOptions {
+        segment_bytes: settings.storage.segment_bytes,
+    };
+    let open_dir = dir.clone();
+    let (store, report) = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&open_dir)?;
+        FileStore::open(&open_dir, opts).map_err(anyhow::Error::from)
+    })
+    .await?
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the log in {} (node.data_dir): {e}",
+            dir.display()
+        )
+    })?;
+    if report.tail_cut.is_some() {
+        tracing::warn!("startup recovery: {report}");
+    } else {
+        tracing::info!("startup recovery: {report}");
+    }
+    Ok(store)
 }
 
 fn start_master(

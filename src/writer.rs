@@ -200,14 +200,21 @@ impl WriterTask {
             && let Err(e) = self.store.put(&appends)
         {
             tracing::error!(cause = %e, first_key, count = appends.len(), "writing appends failed");
+            // A failed put may still have stored a prefix of the call: those keys are in the
+            // log (and will replicate), so their ids must stay known, and only theirs.
             for id in &new_ids {
                 self.ids.remove(id);
             }
+            let ids = &mut self.ids;
+            let _ = self.store.scan_ids(first_key, &mut |id, key| {
+                ids.insert(Bytes::copy_from_slice(id), key);
+            });
             append_error = Some(e.to_string());
         }
 
-        let wrote = (append_error.is_none() && !appends.is_empty())
-            || puts.iter().any(|(_, r)| matches!(r, Ok(n) if *n > 0));
+        // Anything that may have reached the log (even a failed put can store a prefix) is
+        // covered by the fsync; only puts that found everything already held skip it.
+        let wrote = !appends.is_empty() || puts.iter().any(|(_, r)| !matches!(r, Ok(0)));
         let mut sync_error = None;
         if wrote && self.fsync == FsyncPolicy::Always {
             let store = self.store.clone();
@@ -224,12 +231,11 @@ impl WriterTask {
 
         let last = self.store.contiguous_key();
         if let Some(t) = &self.tracker
-            && append_error.is_none()
             && sync_error.is_none()
-            && !appends.is_empty()
+            && last >= first_key
         {
             t.extend_to(last);
-            t.record(0, first_key, next - 1);
+            t.record(0, first_key, last);
         }
         if sync_error.is_none() {
             self.contiguous.send_if_modified(|v| {

@@ -26,9 +26,16 @@
 //! * **The log identity** ([`LogId`]) is set once per store and survives restarts (for a durable
 //!   store); it tells which log this data belongs to, so logs are never mixed.
 //!
-//! Implementations: [`memory::MemoryStore`] (nothing survives a restart).
+//! Implementations: [`memory::MemoryStore`] (nothing survives a restart) and
+//! [`file::FileStore`] (segment files on disk; its module docs are the file format's design
+//! document). [`check::check`] inspects a `FileStore` directory without modifying it.
 
+pub mod check;
+pub mod file;
+mod index;
 pub mod memory;
+pub mod record;
+pub mod segment;
 
 use std::fmt;
 use std::str::FromStr;
