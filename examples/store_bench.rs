@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use diskstore::log::file::{FileStore, FileStoreOptions};
-use diskstore::log::{Entry, LogStore};
+use replog::log::file::{FileStore, FileStoreOptions};
+use replog::log::{Entry, LogStore};
 
 const VALUE_BYTES: usize = 100;
 

@@ -67,6 +67,17 @@ where
     }
 }
 
+/// Removes `REPLOG_*` and `RUST_LOG` from a child's environment, so settings in the test
+/// runner's environment never leak into the nodes (tests set what they need explicitly).
+pub fn clean_env(cmd: &mut Command) {
+    cmd.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("REPLOG_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
 /// One node process.
 pub struct Node {
     pub name: String,
@@ -91,11 +102,10 @@ impl Node {
             .open(&self.out)
             .expect("open node output file");
         let err = out.try_clone().expect("clone output file");
-        let child = Command::new(BIN)
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("RUST_LOG")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("--config").arg(&self.config);
+        clean_env(&mut cmd);
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -509,6 +519,205 @@ impl TestCluster {
     pub fn app_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the shared log file has a line containing every one of `parts` (nodes
+    /// write it from a background thread, so a line may land a moment after the event).
+    pub async fn wait_log_line(&self, parts: &[&str], timeout: Duration) {
+        wait_until(&format!("a log line with {parts:?}"), timeout, || async {
+            self.app_log()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+        })
+        .await;
+    }
+
+    /// A request to node `i` at `path` (no body yet).
+    pub fn req(&self, method: reqwest::Method, i: usize, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url(i)))
+            .timeout(Duration::from_secs(30))
+    }
+
+    /// Sends `rb` and reads the whole answer.
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Reply {
+        Reply::read(rb.send().await.expect("request")).await
+    }
+
+    /// `method path` on node `i` with a JSON body.
+    pub async fn call(&self, method: reqwest::Method, i: usize, path: &str, body: Value) -> Reply {
+        self.send(self.req(method, i, path).json(&body)).await
+    }
+
+    /// `method path` on node `i` with these raw body bytes and `Content-Type: application/json`.
+    pub async fn call_raw(
+        &self,
+        method: reqwest::Method,
+        i: usize,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        self.send(
+            self.req(method, i, path)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// `GET path` on node `i`.
+    pub async fn get(&self, i: usize, path: &str) -> Reply {
+        self.send(self.req(reqwest::Method::GET, i, path)).await
+    }
+
+    /// Starts `POST /message` with `body` in the background; see [`Pending`].
+    pub fn spawn_post(&self, body: Value) -> Pending {
+        let rb = self
+            .client
+            .post(format!("{}/message", self.master_url()))
+            .json(&body);
+        let started = Instant::now();
+        Pending {
+            started,
+            handle: tokio::spawn(async move {
+                let r = Reply::read(rb.send().await.expect("POST /message")).await;
+                (r, started.elapsed())
+            }),
+        }
+    }
+
+    /// Starts appending `value` with write concern `w` in the background.
+    pub fn spawn_append(&self, value: &str, w: u64) -> Pending {
+        self.spawn_post(json!({"value": value, "write_concern": w}))
+    }
+
+    /// The master's `last_key`.
+    pub async fn last_key(&self) -> u64 {
+        self.health(0).await["last_key"].as_u64().expect("last_key")
+    }
+
+    /// Waits until the master reports `lag` 0 for `name`.
+    pub async fn wait_lag_zero(&self, name: &str, timeout: Duration) {
+        wait_until(&format!("{name} lag 0"), timeout, || async {
+            let n = self.node_health(name).await;
+            n["lag"] == 0 && n["acked_key"] == self.last_key().await
+        })
+        .await;
+    }
+
+    /// Pauses every node in `which` (SIGSTOP) and waits until the master calls each
+    /// `unhealthy`.
+    pub async fn pause_until_unhealthy(&mut self, which: &[usize]) {
+        for &i in which {
+            self.nodes[i].pause();
+        }
+        for &i in which {
+            let name = self.nodes[i].name.clone();
+            self.wait_status(&name, "unhealthy", Duration::from_secs(15))
+                .await;
+        }
+    }
+
+    /// Resumes every node in `which` (SIGCONT) and waits until the master calls each
+    /// `healthy`.
+    pub async fn resume_until_healthy(&mut self, which: &[usize]) {
+        for &i in which {
+            self.nodes[i].resume();
+        }
+        for &i in which {
+            let name = self.nodes[i].name.clone();
+            self.wait_status(&name, "healthy", Duration::from_secs(15))
+                .await;
+        }
+    }
+
+    /// Sets `fault.error_rate` of node `i` at run time (`POST /fault`).
+    pub async fn set_error_rate(&self, i: usize, p: f64) {
+        let r = self
+            .call(reqwest::Method::POST, i, "/fault", json!({"error_rate": p}))
+            .await;
+        assert_eq!(r.status, 200, "POST /fault: {}", r.text);
+    }
+}
+
+/// A whole HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn read(resp: reqwest::Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("read the body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// Asserts the answer is `status` with a JSON `{"error": "<sentence>", ...}` body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, what: &str) {
+        assert_eq!(
+            self.status, status,
+            "{what}: got {} {}",
+            self.status, self.text
+        );
+        let e = self.json["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: the body is not {{\"error\": ...}}: {}", self.text));
+        assert!(!e.trim().is_empty(), "{what}: empty error sentence");
+        let ct = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            ct.starts_with("application/json"),
+            "{what}: content-type {ct:?}"
+        );
+    }
+}
+
+/// A request running in the background.
+pub struct Pending {
+    pub started: Instant,
+    handle: tokio::task::JoinHandle<(Reply, Duration)>,
+}
+
+impl Pending {
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Waits for the answer (panics after `timeout`); returns it and how long it took.
+    pub async fn join(self, timeout: Duration) -> (Reply, Duration) {
+        tokio::time::timeout(timeout, self.handle)
+            .await
+            .unwrap_or_else(|_| panic!("no answer within {timeout:?}"))
+            .expect("request task")
+    }
+}
+
+/// Runs the `replog` binary with `args` (a client command) and returns its output.
+pub async fn run_cli(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    clean_env(&mut cmd);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("the CLI finishes within 30 s")
+        .expect("run replog")
 }
 
 impl Drop for TestCluster {

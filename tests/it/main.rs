@@ -3,3 +3,7 @@
 mod helpers;
 
 mod t10_acceptance;
+mod t20_delay;
+mod t30_pause;
+mod t40_error_injection;
+mod t50_restart;
