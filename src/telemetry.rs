@@ -5,9 +5,11 @@
 //! event is written with one `write` on a file opened in append mode, so lines from different
 //! processes interleave but never tear. Writing happens on a background thread
 //! (`tracing_appender::non_blocking`) so a slow disk or terminal does not stall requests; the
-//! returned guards flush it at exit.
+//! returned guards flush it at exit. A burst of events is written with one syscall
+//! ([`WholeEvents`]).
 
 use std::fmt;
+use std::io::Write;
 use std::path::Path;
 
 use tracing::{Event, Subscriber};
@@ -19,6 +21,53 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// Collects whole events and hands them to the file or terminal in one `write` per burst.
+///
+/// The `non_blocking` worker writes each event with one `write_all`, drains whatever else is
+/// queued, then flushes; buffering here turns a burst of events into one syscall instead of
+/// one per event. Events are never split: the buffer is written out *before* an event that
+/// would overflow it, so each `write` to an `O_APPEND` file holds whole lines and lines from
+/// several processes sharing the file never tear.
+struct WholeEvents<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+const EVENT_BUFFER: usize = 64 * 1024;
+
+impl<W: Write> WholeEvents<W> {
+    fn new(inner: W) -> Self {
+        WholeEvents {
+            inner,
+            buf: Vec::with_capacity(EVENT_BUFFER),
+        }
+    }
+
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let r = self.inner.write_all(&self.buf);
+            self.buf.clear();
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for WholeEvents<W> {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + event.len() > EVENT_BUFFER {
+            self.write_out()?;
+        }
+        self.buf.extend_from_slice(event);
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_out()?;
+        self.inner.flush()
+    }
+}
 
 /// `2026-11-27T10:00:00.123456Z  INFO master: message field=value`
 struct NodeFormat {
@@ -49,7 +98,7 @@ pub fn init(node: &str, level: &str, file: &Path) -> anyhow::Result<Vec<WorkerGu
     let mut guards = Vec::new();
     let filter = || EnvFilter::try_new(crate::config::level_directive(level));
 
-    let (stdout, g) = tracing_appender::non_blocking(std::io::stdout());
+    let (stdout, g) = tracing_appender::non_blocking(WholeEvents::new(std::io::stdout()));
     guards.push(g);
     let stdout_layer = tracing_subscriber::fmt::layer()
         .with_writer(stdout)
@@ -76,7 +125,7 @@ pub fn init(node: &str, level: &str, file: &Path) -> anyhow::Result<Vec<WorkerGu
             .map_err(|e| anyhow::anyhow!("cannot open log file {}: {e}", file.display()))?;
         let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .lossy(false)
-            .finish(f);
+            .finish(WholeEvents::new(f));
         guards.push(g);
         Some(
             tracing_subscriber::fmt::layer()

@@ -190,11 +190,25 @@ impl WriterTask {
                 self.ids.insert(id.clone(), key);
                 new_ids.push(id.clone());
             }
-            tracing::info!(key, bytes = value.len(), "append received, key assigned");
             appends.push(Entry { key, value, id });
             append_replies.push((reply, Appended::New(key)));
         }
 
+        if let (Some(first), Some(last)) = (appends.first(), appends.last()) {
+            // One line per write, not per message: under load one write carries many.
+            if first.key == last.key {
+                tracing::info!(key = first.key, "append received, key assigned: {}", first.key);
+            } else {
+                tracing::info!(
+                    first_key = first.key,
+                    last_key = last.key,
+                    "appends received, keys assigned: {}..={} ({} messages)",
+                    first.key,
+                    last.key,
+                    appends.len()
+                );
+            }
+        }
         let mut append_error = None;
         if !appends.is_empty()
             && let Err(e) = self.store.put(&appends)

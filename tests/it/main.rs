@@ -7,3 +7,4 @@ mod t20_delay;
 mod t30_pause;
 mod t40_error_injection;
 mod t50_restart;
+mod t60_bad_input;
