@@ -75,6 +75,11 @@ impl Progress {
 
     /// A 2xx answer to a batch of keys `lo..=hi`. Returns false when the answer came from a
     /// replaced incarnation (it then teaches us nothing about what to send).
+    ///
+    /// Within one incarnation only the keys of the answered request are learnt, not the
+    /// secondary's whole contiguous prefix: keys in that prefix that this master never had
+    /// acknowledged may hold another message (stored by a script through `PUT /message`), and
+    /// believing them held would skip sending them and hide the conflict.
     pub fn on_ack(&mut self, ack: &BatchAck, lo: u64, hi: u64) -> bool {
         if self.instance.as_deref() != Some(ack.instance.as_str())
             && !self.become_incarnation(&ack.instance, ack.contiguous_key)
@@ -82,9 +87,6 @@ impl Progress {
             return false;
         }
         self.known.insert(lo, hi);
-        if ack.contiguous_key > 0 {
-            self.known.insert(1, ack.contiguous_key);
-        }
         true
     }
 
@@ -144,6 +146,17 @@ mod tests {
         // 3..=5 failed: going back resends only the hole.
         p.go_back();
         assert_eq!(p.next_range(10, 10), Some((3, 3)));
+    }
+
+    #[test]
+    fn a_contiguous_prefix_beyond_what_was_acknowledged_is_not_trusted() {
+        let mut p = Progress::new();
+        p.become_incarnation("a", 1);
+        p.sent(2, 1);
+        // The secondary also holds a key 3 that this master never sent (a script's PUT).
+        assert!(p.on_ack(&ack("a", 3), 2, 2));
+        assert_eq!(p.acked_key(), 2);
+        assert_eq!(p.next_range(3, 10), Some((3, 1)), "key 3 is still sent");
     }
 
     #[test]

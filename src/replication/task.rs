@@ -186,11 +186,17 @@ impl ReplicationTask {
         match out.result {
             Ok(ack) => {
                 // The secondary stored the batch: it counts toward w whatever incarnation
-                // answered; what to send next depends on the current one only.
+                // answered; what to send next depends on the current one only. Its reported
+                // prefix counts only when it introduces a new incarnation (like a heartbeat
+                // does): within one, keys this master did not have acknowledged may hold
+                // another message (see `Progress::on_ack`).
                 self.tracker.record(self.replica.index, out.lo, out.hi);
-                self.tracker
-                    .record(self.replica.index, 1, ack.contiguous_key);
+                let new_incarnation = self.progress.instance() != Some(ack.instance.as_str());
                 let current = self.progress.on_ack(&ack, out.lo, out.hi);
+                if current && new_incarnation {
+                    self.tracker
+                        .record(self.replica.index, 1, ack.contiguous_key);
+                }
                 tracing::info!(
                     secondary = %self.peer.name,
                     from = out.lo,
