@@ -3,8 +3,13 @@
 mod helpers;
 
 mod t10_acceptance;
+mod t11_seed_examples;
+mod t12_reads;
 mod t20_delay;
 mod t30_pause;
 mod t40_error_injection;
 mod t50_restart;
 mod t60_bad_input;
+mod t65_config;
+mod t70_cluster_sizes;
+mod t80_cli;

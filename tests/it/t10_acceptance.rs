@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::TestCluster;
+use crate::helpers::{TestCluster, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_late_secondary_gets_everything_and_w3_waits_for_it() {
@@ -31,6 +31,10 @@ async fn t10_late_secondary_gets_everything_and_w3_waits_for_it() {
             r.json::<serde_json::Value>().await.expect("json"),
         )
     });
+    wait_until("Msg3 is appended", Duration::from_secs(5), || async {
+        c.last_key().await == 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !msg3.is_finished(),
