@@ -75,24 +75,58 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+/// After refusing a body as too large, how much more of it is read and dropped, and for how
+/// long, before answering (see [`read_body`]).
+const DRAIN_BYTES: usize = 32 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads a body of at most `limit` bytes: 413 above it.
+///
+/// A body over the limit is not answered at once: the rest of it (up to [`DRAIN_BYTES`], for
+/// up to [`DRAIN_TIME`]) is read and dropped first. Closing a socket with unread request
+/// bytes makes the kernel reset the connection, and a client still sending its body would
+/// then see a broken pipe instead of the 413 (a "lingering close", as nginx does).
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(c) = cause {
-                if c.is::<http_body_util::LengthLimitError>() {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("request body is over the {limit}-byte limit"),
-                    ));
-                }
-                cause = c.source();
+    use http_body_util::BodyExt;
+
+    let mut body = body;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            drain(body).await;
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is over the {limit}-byte limit"),
+            ));
+        }
+        chunks.push(data);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// Reads and drops what is left of a refused body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut left = DRAIN_BYTES;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Some(d) = frame.data_ref() {
+            if d.len() >= left {
+                return;
             }
-            Err(ApiError::bad_request(format!(
-                "could not read the request body: {e}"
-            )))
+            left -= d.len();
         }
     }
 }
@@ -142,7 +176,19 @@ pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Va
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, read_body};
+    use axum::body::Body;
+
+    #[tokio::test]
+    async fn bodies_within_the_limit_are_read_whole_and_larger_ones_are_413() {
+        let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("ab"), Ok("cd")];
+        let body = Body::from_stream(futures::stream::iter(chunks));
+        assert_eq!(&read_body(body, 4).await.unwrap()[..], b"abcd");
+        assert_eq!(&read_body(Body::from("x"), 1).await.unwrap()[..], b"x");
+        assert!(read_body(Body::empty(), 0).await.unwrap().is_empty());
+        let e = read_body(Body::from("abcde"), 4).await.unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+    }
 
     #[test]
     fn token_comparison() {
