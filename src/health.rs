@@ -67,6 +67,9 @@ pub struct HealthView {
     pub instance: Option<String>,
     /// Its contiguous key from its last answer.
     pub contiguous_key: Option<u64>,
+    /// The log identity it is bound to, from its last answer (`None`: not bound yet). Its
+    /// contiguous key says something about this master's log only when this is the master's.
+    pub log_id: Option<String>,
     /// The last heartbeat error, until a heartbeat succeeds.
     pub error: Option<String>,
     /// Bumped every time the secondary comes back from suspected or unhealthy.
@@ -82,6 +85,7 @@ impl Default for HealthView {
             failures: 0,
             instance: None,
             contiguous_key: None,
+            log_id: None,
             error: None,
             recoveries: 0,
         }
@@ -188,6 +192,7 @@ pub async fn heartbeat_worker(
                 }
                 after.instance = Some(hb.instance);
                 after.contiguous_key = Some(hb.contiguous_key);
+                after.log_id = hb.log_id;
             }
             Err(e) => {
                 after.failures = after.failures.saturating_add(1);

@@ -263,7 +263,28 @@ impl ReplicationTask {
         if view.instance.is_some() && view.instance != self.seen_instance {
             self.seen_instance = view.instance.clone();
             let instance = view.instance.as_deref().unwrap_or_default();
-            let contiguous = view.contiguous_key.unwrap_or(0);
+            // Its prefix is this log's only if it is bound to this log: a secondary of
+            // another log (or an unbound one holding a script's PUTs) holds other messages
+            // under the same keys. Then everything is sent from key 1, and it answers with
+            // the conflict (409) that `/health` shows.
+            let bound_here = view
+                .log_id
+                .as_deref()
+                .and_then(|id| id.parse::<LogId>().ok())
+                == Some(self.log_id);
+            let reported = view.contiguous_key.unwrap_or(0);
+            let contiguous = if bound_here { reported } else { 0 };
+            if !bound_here && reported > 0 {
+                tracing::warn!(
+                    secondary = %self.peer.name,
+                    log_id = view.log_id.as_deref().unwrap_or("none"),
+                    contiguous_key = reported,
+                    "{} holds keys up to {reported} of log {}, not of this master's log {}: none of them counts",
+                    self.peer.name,
+                    view.log_id.as_deref().unwrap_or("(unbound)"),
+                    self.log_id
+                );
+            }
             if self.progress.instance() != Some(instance)
                 && self.progress.become_incarnation(instance, contiguous)
             {
