@@ -25,8 +25,37 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_replog");
 /// Ports handed out in this process, so two clusters of one test binary never share one.
 static USED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
+/// Lock files of the ports this process holds, kept open (and locked) until it exits, so
+/// test processes running side by side (nextest runs one process per test) never pick the
+/// same port, even while a killed node's port is free before its restart.
+static PORT_LOCKS: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+
+/// Takes the cross-process lock of `port`; false if another live process holds it.
+fn lock_port(port: u16) -> bool {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join("replog-it-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true; // no shared directory: fall back to the bind check alone
+    }
+    let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return true;
+    };
+    // SAFETY: flock(2) on a descriptor we own; the lock lives as long as the File.
+    let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if locked {
+        PORT_LOCKS.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+    }
+    locked
+}
+
 /// Reserves `n` free loopback ports outside the ephemeral range (so outgoing connections
-/// cannot take them between a node's kill and its restart).
+/// cannot take them between a node's kill and its restart), unique across this process and
+/// every other test process on the machine.
 pub fn reserve_ports(n: usize) -> Vec<u16> {
     let mut used = USED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let used = used.get_or_insert_with(HashSet::new);
@@ -39,7 +68,7 @@ pub fn reserve_ports(n: usize) -> Vec<u16> {
         if used.contains(&p) {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && lock_port(p) {
             used.insert(p);
             out.push(p);
         }

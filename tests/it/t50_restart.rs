@@ -88,3 +88,44 @@ async fn t50_killed_secondary_blocks_only_the_appends_that_need_it() {
     c.wait_converged(&["a".to_string(), "b".to_string()], Duration::from_secs(10))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_secondaries_of_an_old_log_refuse_a_restarted_empty_master() {
+    // Arrange: a log replicated everywhere; then the master restarts empty (in-memory), with
+    // a new log identity.
+    let mut c = TestCluster::start(2).await;
+    for v in &values(3) {
+        c.append(v, 3).await;
+    }
+    let old_id = c.health(0).await["log_id"].clone();
+    c.nodes[0].kill();
+    c.nodes[0].start();
+    c.wait_up(0).await;
+    let new_id = c.health(0).await["log_id"].clone();
+    assert_ne!(old_id, new_id, "an empty master starts a new log");
+
+    // Act
+    assert_eq!(c.append("new1", 1).await, 1);
+    let w2 = c.spawn_append("new2", 2);
+
+    // Assert: the secondaries keep the old log (409 to the new one), the master shows why,
+    // and an append that needs a secondary is not acknowledged.
+    for name in ["secondary1", "secondary2"] {
+        crate::helpers::wait_until(
+            &format!("the master shows {name}'s 409"),
+            Duration::from_secs(10),
+            || async {
+                let n = c.node_health(name).await;
+                n["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("409") && e.contains("log identity"))
+            },
+        )
+        .await;
+    }
+    assert!(!w2.is_finished(), "no secondary can hold the new log");
+    for i in 1..=2 {
+        assert_eq!(c.values(i).await, values(3), "node {i} keeps the old log");
+        assert_eq!(c.health(i).await["log_id"], old_id);
+    }
+}
