@@ -64,8 +64,9 @@ async fn t40_concurrent_appends_under_injected_errors_end_identical_and_exactly_
         acked.keys().copied().collect::<Vec<_>>(),
         (1..=N as u64).collect::<Vec<_>>()
     );
-    let values: BTreeSet<&String> = acked.values().collect();
-    assert_eq!(values.len(), N);
+    let values: BTreeSet<String> = acked.values().cloned().collect();
+    let sent: BTreeSet<String> = (0..N).map(|i| format!("v{i:03}")).collect();
+    assert_eq!(values, sent, "every value acknowledged exactly once");
 
     // Every node ends with the same log: the acknowledged messages, exactly once, in order.
     let expected: Vec<(u64, String)> = acked.into_iter().collect();

@@ -22,6 +22,9 @@ async fn state(c: &TestCluster) -> State {
     let mut logs = Vec::new();
     let mut aside = Vec::new();
     for i in 0..c.nodes.len() {
+        if !c.nodes[i].is_running() {
+            continue;
+        }
         logs.push(c.messages(i).await);
         if i > 0 {
             aside.push(c.health(i).await["held_aside"].clone());
@@ -461,4 +464,92 @@ async fn t60_fault_endpoints_are_404_when_fault_injection_is_off() {
         !c.app_log().contains("injected fault"),
         "fault.error_rate applied although fault.enabled = false"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_internal_endpoints_need_the_cluster_token() {
+    // Arrange: every node shares a token, except secondary2, which has another one.
+    let c = TestCluster::builder(2)
+        .with(toml::toml! {
+            [node]
+            cluster_token = "s3cret"
+        })
+        .start_only(&[1])
+        .start()
+        .await;
+    assert_eq!(c.append("a", 2).await, 1);
+    let before = state(&c).await;
+
+    // Act + assert: without the token (or with a wrong one) internal and test endpoints are
+    // 401 and change nothing; public ones stay open.
+    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
+        let with = |rb: reqwest::RequestBuilder| match auth {
+            Some(a) => rb.header("authorization", a),
+            None => rb,
+        };
+        let r = c
+            .send(with(c.req(Method::PUT, 1, "/message")).json(&json!({"key": 1, "value": "x"})))
+            .await;
+        refused(&c, &before, r, 401, &format!("PUT /message, auth {auth:?}")).await;
+        let r = c
+            .send(with(c.req(Method::POST, 1, "/delay")).json(&json!({"value": 5})))
+            .await;
+        refused(&c, &before, r, 401, &format!("POST /delay, auth {auth:?}")).await;
+        let r = c.send(with(c.req(Method::GET, 1, "/fault"))).await;
+        refused(&c, &before, r, 401, &format!("GET /fault, auth {auth:?}")).await;
+        let r = c
+            .send(
+                with(c.req(Method::POST, 1, "/replicate"))
+                    .header("x-replog-log-id", before_log_id(&c).await)
+                    .body(batch(&[(2, "x")])),
+            )
+            .await;
+        refused(
+            &c,
+            &before,
+            r,
+            401,
+            &format!("POST /replicate, auth {auth:?}"),
+        )
+        .await;
+    }
+    assert_eq!(c.get(1, "/messages").await.status, 200);
+    assert_eq!(c.get(1, "/health").await.status, 200);
+    let r = c
+        .send(
+            c.req(Method::PUT, 1, "/message")
+                .bearer_auth("s3cret")
+                .json(&json!({"key": 1, "value": "a"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "with the token: {}", r.text);
+
+    // A secondary with another token refuses the master's replication, which /health shows.
+    let path = &c.nodes[2].config;
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("s3cret", "other");
+    std::fs::write(path, text).unwrap();
+    let mut c = c;
+    c.nodes[2].start();
+    c.wait_up(2).await;
+    let w3 = c.spawn_append("b", 3);
+    crate::helpers::wait_until(
+        "the master shows secondary2's 401",
+        Duration::from_secs(10),
+        || async {
+            let n = c.node_health("secondary2").await;
+            n["error"].as_str().is_some_and(|e| e.contains("401"))
+        },
+    )
+    .await;
+    assert!(!w3.is_finished(), "w=3 waits: secondary2 stores nothing");
+    assert!(c.messages(2).await.is_empty());
+}
+
+async fn before_log_id(c: &TestCluster) -> String {
+    c.health(0).await["log_id"]
+        .as_str()
+        .expect("log_id")
+        .to_string()
 }
