@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::helpers::{TestCluster, wait_until};
@@ -145,4 +145,98 @@ async fn t40_error_rate_changes_at_run_time_and_a_500_is_never_an_ack() {
         r.assert_error(400, &format!("POST /fault {bad}"));
     }
     assert_eq!(c.get(1, "/fault").await.json["error_rate"], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_appends_through_errors_a_pause_and_a_restart_end_identical() {
+    // Arrange: injected errors on both secondaries.
+    const N: usize = 400;
+    let mut c = TestCluster::builder(2)
+        .secondaries_with(toml::toml! {
+            [fault]
+            error_rate = 0.2
+        })
+        .start()
+        .await;
+
+    // Act: a stream of w=1 / w=2 appends, at most 8 at a time, in three phases: the first
+    // third at once, the second once secondary1 is paused, the last once secondary2 is dead…
+    let gate = Arc::new(Semaphore::new(8));
+    let (phase_tx, phase) = tokio::sync::watch::channel(0usize);
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let (gate, mut phase) = (gate.clone(), phase.clone());
+        let rb = c.req(reqwest::Method::POST, 0, "/message").json(&json!({
+            "value": format!("c{i:03}"),
+            "write_concern": i % 2 + 1,
+        }));
+        tasks.push(tokio::spawn(async move {
+            let mine = i * 3 / N;
+            phase.wait_for(|p| *p >= mine).await.expect("phase");
+            let _permit = gate.acquire_owned().await.expect("semaphore");
+            let r = rb.send().await.expect("POST /message");
+            let status = r.status().as_u16();
+            (
+                format!("c{i:03}"),
+                status,
+                r.json::<Value>().await.unwrap_or_default(),
+            )
+        }));
+    }
+    drop(phase);
+    // …secondary1 paused until suspected, then resumed; secondary2 killed, and restarted
+    // empty while the last third runs. One secondary is always up for w=2, and the quorum
+    // (2) holds throughout.
+    c.nodes[1].pause();
+    wait_until(
+        "secondary1 not healthy",
+        Duration::from_secs(10),
+        || async { c.node_health("secondary1").await["status"] != "healthy" },
+    )
+    .await;
+    phase_tx.send(1).expect("phase");
+    wait_until(
+        "the second third under way",
+        Duration::from_secs(20),
+        || async { c.last_key().await >= (N / 3 + 20) as u64 },
+    )
+    .await;
+    c.resume_until_healthy(&[1]).await;
+    c.nodes[2].kill();
+    wait_until(
+        "secondary2 not healthy",
+        Duration::from_secs(10),
+        || async { c.node_health("secondary2").await["status"] != "healthy" },
+    )
+    .await;
+    phase_tx.send(2).expect("phase");
+    wait_until(
+        "the last third under way",
+        Duration::from_secs(20),
+        || async { c.last_key().await >= (2 * N / 3 + 20) as u64 },
+    )
+    .await;
+    c.nodes[2].start();
+
+    // Assert: every append answered 201 with its own key; every node ends with exactly the
+    // acknowledged messages in key order.
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    for t in tasks {
+        let (value, status, body) = tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("every append answers")
+            .expect("task");
+        assert_eq!(status, 201, "{value}: {body}");
+        let key = body["key"].as_u64().expect("key");
+        assert!(acked.insert(key, value).is_none(), "key {key} given twice");
+    }
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (1..=N as u64).collect::<Vec<_>>()
+    );
+    let expected: Vec<String> = acked.into_values().collect();
+    c.wait_converged(&expected, Duration::from_secs(30)).await;
+    for name in ["secondary1", "secondary2"] {
+        c.wait_lag_zero(name, Duration::from_secs(10)).await;
+    }
 }
