@@ -265,3 +265,24 @@ async fn t65_env_overrides_win_over_the_file() {
         .unwrap();
     assert_eq!(fault.status(), 200, "REPLOG_FAULT_ENABLED=true applies");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t65_default_write_concern_and_quorum_come_from_the_config() {
+    // Arrange
+    let c = crate::helpers::TestCluster::builder(2)
+        .master_with(toml::toml! {
+            [master]
+            default_write_concern = "majority"
+            quorum = 3
+        })
+        .start()
+        .await;
+
+    // Act
+    let (status, body) = c.post(serde_json::json!({"value": "a"})).await;
+
+    // Assert
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["write_concern"], 2, "majority of 3: {body}");
+    assert_eq!(c.health(0).await["quorum"], 3);
+}
