@@ -197,7 +197,11 @@ impl WriterTask {
         if let (Some(first), Some(last)) = (appends.first(), appends.last()) {
             // One line per write, not per message: under load one write carries many.
             if first.key == last.key {
-                tracing::info!(key = first.key, "append received, key assigned: {}", first.key);
+                tracing::info!(
+                    key = first.key,
+                    "append received, key assigned: {}",
+                    first.key
+                );
             } else {
                 tracing::info!(
                     first_key = first.key,
