@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `d10_kill` | kill -9 of each node in turn under concurrent load: nothing acknowledged lost, moved or doubled |
 //! | `d20_fsync` | per fsync policy: kill -9 of the master right after w=1 acks loses none of them |
-//! | `d30_torn_tail` | a torn, flipped or garbage tail is cut at startup, the rest served, the node refilled |
+//! | `d30_torn_tail` | a torn, flipped or garbage tail is cut at startup, the rest served, the node refilled; damage in a sealed segment stops the node |
 //! | `d40_refill` | a wiped secondary is refilled; held-aside entries survive a restart; log identity |
 //! | `d50_process` | `replog cluster` across Ctrl-C; two processes on one data dir |
 

@@ -3,6 +3,9 @@
 //! segment is cut in half, has a bit flipped, or gets garbage after it; restarted, the node
 //! starts, logs the cut, serves the intact prefix, and the master refills what is missing.
 //!
+//! Damage in a sealed (earlier, fsynced) segment is not a torn write but lost data: the node
+//! refuses to start and points at `replog check`.
+//!
 //! On the master a cut tail is a lost acknowledged append (only power loss or a bad disk does
 //! this; kill -9 does not). When the cut keys never left the master (w=1 appends while the
 //! secondaries were down) nobody else holds them, and the master reusing those keys is
@@ -14,8 +17,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::{
-    Damage, damage_last_segment, data_dir, disk_cluster, health_u64, segments, values,
-    wait_output_line,
+    Damage, damage_last_segment, data_dir, disk_cluster, health_u64, last_segment, records,
+    replog_check, segments, values, wait_output_line,
 };
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -92,6 +95,56 @@ async fn d30_secondary_flipped_bit_in_last_record_is_cut_serves_the_prefix_and_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d30_secondary_garbage_tail_is_cut_serves_everything_and_stays_in_step() {
     secondary_with_damaged_tail_is_cut_serves_the_rest_and_is_refilled(Damage::GarbageTail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d30_secondary_with_damage_in_a_sealed_segment_refuses_to_start_until_wiped() {
+    // Arrange: N messages everywhere, in several segments.
+    let mut c = disk_cluster(2).with(small_segments()).start().await;
+    let vals = values("m", N, 200);
+    for v in &vals {
+        c.append(v, 3).await;
+    }
+
+    // Act: flip a bit in the first record of secondary1's first segment (sealed: fsynced
+    // before the next one was created, so this is not a torn write but lost data).
+    c.nodes[1].kill();
+    let dir = data_dir(&c, 1);
+    let first = segments(&dir)[0].clone();
+    assert_ne!(first, last_segment(&dir));
+    let rec = records(&first)[0];
+    flip_bit(&first, rec.offset + rec.len - 1);
+    c.nodes[1].start();
+
+    // Assert: it stops (exit ≠ 0) naming the file and pointing at `replog check`, which
+    // calls it fatal; nothing was changed.
+    let code = c.nodes[1].wait_exit(SECS(15));
+    assert!(matches!(code, Some(k) if k != 0), "exit code {code:?}");
+    let out = c.nodes[1].output();
+    assert!(out.contains("0000000001.seg"), "{out}");
+    assert!(out.contains("replog check"), "{out}");
+    let (ok, report) = replog_check(&dir);
+    assert!(!ok, "{report}");
+    assert!(report.contains("FATAL"), "{report}");
+
+    // The operator's way out: wipe it; it is refilled with the whole log.
+    std::fs::remove_dir_all(&dir).expect("wipe");
+    c.nodes[1].start();
+    c.wait_up(1).await;
+    c.wait_converged(&vals, SECS(20)).await;
+}
+
+fn flip_bit(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).expect("read");
+    b[0] ^= 0x01;
+    f.write_all_at(&b, at).expect("write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
