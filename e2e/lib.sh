@@ -163,6 +163,11 @@ values() {
     printf '%s' "$body" | pyjson '[m["value"] for m in j] if [m["key"] for m in j] == list(range(1, len(j) + 1)) else "KEYS NOT 1..n: %s" % [m["key"] for m in j]'
 }
 
+# short LIST: a JSON list of values, shortened for printing when long.
+short() {
+    printf '%s' "$1" | pyjson '(("[%d messages: " % len(j)) + ", ".join(j[:3]) + ", …, " + ", ".join(j[-3:]) + "]") if isinstance(j, list) and len(j) > 8 else j'
+}
+
 node_name() {
     case "$1" in
         "$MASTER_URL") echo master ;;
@@ -177,7 +182,7 @@ expect_values() {
     local got
     got=$(values "$1")
     [ "$got" = "$2" ] || fail "$(node_name "$1") shows $got; expected $2"
-    ok "$(node_name "$1") shows $got"
+    ok "$(node_name "$1") shows $(short "$got")"
 }
 
 # wait_values URL '["Msg1"]' DEADLINE_S: the node shows exactly these messages within the deadline.
@@ -189,7 +194,7 @@ wait_values() {
         [ "$(date +%s)" -lt "$deadline" ] || fail "$(node_name "$1") shows $got after $3 s; expected $2"
         sleep 0.2
     done
-    ok "$(node_name "$1") shows $got"
+    ok "$(node_name "$1") shows $(short "$got")"
 }
 
 # expect_unreachable URL: the node does not answer within a second (it is paused).
