@@ -68,10 +68,12 @@ impl Peer {
         }
     }
 
-    /// A client suited to talking to secondaries: keep-alive connections, no proxies.
+    /// A client suited to talking to secondaries: keep-alive connections, no proxies, and
+    /// names resolved afresh on every new connection ([`FreshDns`]).
     pub fn http_client() -> reqwest::Client {
         reqwest::Client::builder()
             .no_proxy()
+            .dns_resolver(FreshDns::default())
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
@@ -152,5 +154,65 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
         status.canonical_reason().unwrap_or("error").to_string()
     } else {
         text
+    }
+}
+
+/// Name resolution without a cache, through hickory (no libc resolver: works in a static binary
+/// in a scratch image, reading the `/etc/resolv.conf` and `/etc/hosts` the container has).
+///
+/// A secondary that restarts in a container may come back on another address, and Docker's
+/// DNS answers with a 600 s TTL: a caching resolver would keep dialling the old address for ten
+/// minutes while the node is up. Lookups only happen when a new connection is opened
+/// (connections are pooled and kept alive), so not caching costs nothing on the hot path.
+#[derive(Clone, Default)]
+pub struct FreshDns {
+    resolver: std::sync::Arc<std::sync::OnceLock<Result<hickory_resolver::TokioResolver, String>>>,
+}
+
+impl FreshDns {
+    fn build() -> Result<hickory_resolver::TokioResolver, String> {
+        let mut builder = hickory_resolver::TokioResolver::builder_tokio()
+            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;
+        let opts = builder.options_mut();
+        opts.cache_size = 0;
+        opts.positive_max_ttl = Some(Duration::ZERO);
+        opts.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
+impl reqwest::dns::Resolve for FreshDns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let cell = self.resolver.clone();
+        Box::pin(async move {
+            let resolver = cell
+                .get_or_init(FreshDns::build)
+                .as_ref()
+                .map_err(|e| e.clone())?;
+            let lookup = resolver.lookup_ip(name.as_str()).await?;
+            let addrs: Vec<std::net::SocketAddr> = lookup
+                .iter()
+                .map(|ip| std::net::SocketAddr::new(ip, 0))
+                .collect();
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::dns::Resolve;
+
+    #[tokio::test]
+    async fn fresh_dns_resolves_names_from_the_hosts_file() {
+        let name: reqwest::dns::Name = "localhost".parse().expect("a valid name");
+        let addrs: Vec<std::net::SocketAddr> = FreshDns::default()
+            .resolve(name)
+            .await
+            .expect("resolves")
+            .collect();
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 }
