@@ -17,6 +17,7 @@
 //! - [`acks`]: who holds which key; wakes appends waiting on their write concern.
 //! - [`replication`]: one task per secondary: progress, window, backoff.
 //! - [`health`]: heartbeats, health states, quorum and read-only mode.
+//! - [`recovery`]: a master that lost the tail of its log takes it back from a secondary.
 //! - [`peer`]: the master's HTTP client for a secondary, with classified failures.
 //! - [`protocol`]: wire types: public JSON, the binary replication batch.
 //! - [`faults`]: `/delay` and injected errors on secondaries.
@@ -37,6 +38,7 @@ pub mod node;
 pub mod peer;
 pub mod protocol;
 pub mod rangeset;
+pub mod recovery;
 pub mod replication;
 pub mod startup;
 pub mod telemetry;

@@ -6,6 +6,7 @@
 //! background tasks stop when the node's [`CancellationToken`] is cancelled.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use crate::log::file::{FileStore, FileStoreOptions};
 use crate::log::memory::MemoryStore;
 use crate::log::{LogId, LogStore};
 use crate::peer::Peer;
+use crate::recovery::TailRecovery;
 use crate::replication::task::ReplicationTask;
 use crate::replication::{ProgressView, Replica};
 use crate::writer::Writer;
@@ -27,6 +29,9 @@ use crate::writer::Writer;
 /// The master-only part of a node.
 pub struct MasterState {
     pub tracker: Arc<AckTracker>,
+    /// Set while the master recovers the tail of its log from a secondary (appends wait with
+    /// 503); see `crate::recovery`.
+    pub recovering: Arc<AtomicBool>,
     pub replicas: Vec<Arc<Replica>>,
     pub quorum: Arc<Quorum>,
     pub log_id: LogId,
@@ -87,6 +92,7 @@ impl Node {
             Some(tracker) => Some(start_master(
                 &settings,
                 store.clone(),
+                writer.clone(),
                 tracker,
                 contiguous.clone(),
                 shutdown.clone(),
@@ -154,11 +160,13 @@ async fn open_disk(settings: &Settings) -> anyhow::Result<FileStore> {
 fn start_master(
     settings: &Settings,
     store: Arc<dyn LogStore>,
+    writer: Writer,
     tracker: Arc<AckTracker>,
     last_key: watch::Receiver<u64>,
     shutdown: CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<MasterState> {
+    let existing = store.log_id().is_some();
     let log_id = match store.log_id() {
         Some(id) => id,
         None => {
@@ -228,8 +236,37 @@ fn start_master(
         );
         tasks.push(tokio::spawn(task.run()));
     }
+    // A master with an existing log checks its secondaries before assigning new keys; a new
+    // log has nothing to recover.
+    let recovering = Arc::new(AtomicBool::new(existing && !replicas.is_empty()));
+    let recovery = TailRecovery {
+        views: replicas.iter().map(|r| r.health.clone()).collect(),
+        peers: replicas
+            .iter()
+            .map(|r| {
+                Peer::new(
+                    &r.name,
+                    &r.url,
+                    client.clone(),
+                    token.clone(),
+                    advertise.clone(),
+                )
+            })
+            .collect(),
+        writer,
+        tracker: tracker.clone(),
+        last_key: last_key.clone(),
+        log_id,
+        recovering: recovering.clone(),
+        startup_wait: settings.heartbeat.timeout() + settings.heartbeat.interval(),
+        max_value: settings.limits.max_message_bytes,
+        request_timeout: settings.replication.request_timeout(),
+        shutdown: shutdown.clone(),
+    };
+    tasks.push(tokio::spawn(recovery.run()));
     Ok(MasterState {
         tracker,
+        recovering,
         replicas,
         quorum,
         log_id,

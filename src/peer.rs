@@ -112,6 +112,38 @@ impl Peer {
         read_json(resp, timeout).await
     }
 
+    /// `GET /replicate?from=&limit=`: up to `limit` of the secondary's visible entries from
+    /// key `from`.
+    pub async fn fetch(
+        &self,
+        from: u64,
+        limit: usize,
+        max_value: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, PeerError> {
+        let resp = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/replicate?from={from}&limit={limit}"),
+            )
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
+        if !status.is_success() {
+            return Err(PeerError::Remote {
+                status: status.as_u16(),
+                message: error_message(status, &body),
+            });
+        }
+        protocol::decode_batch(body, max_value).map_err(|e| PeerError::BadAnswer(e.to_string()))
+    }
+
     /// `GET /heartbeat`.
     pub async fn heartbeat(&self, timeout: Duration) -> Result<Heartbeat, PeerError> {
         let resp = self

@@ -113,7 +113,8 @@ impl Writer {
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// Stores entries under their keys (secondary); returns how many were new.
+    /// Stores entries under their keys (secondary), or — on the master — adopts those that
+    /// continue its log exactly (tail recovery); returns how many were new.
     pub async fn put(&self, entries: Vec<Entry>) -> Result<usize, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -162,12 +163,18 @@ impl WriterTask {
         let mut appends: Vec<Entry> = Vec::new();
         let mut append_replies: Vec<(AppendReply, Appended)> = Vec::new();
 
+        // The master counts itself for every key this batch adds to its log, adopted or new.
+        let start_key = self.store.contiguous_key() + 1;
         // Replicated entries first: they carry their own keys.
         let mut pending_appends = Vec::new();
         for cmd in cmds.drain(..) {
             match cmd {
                 Command::Put { entries, reply } => {
-                    let r = self.store.put(&entries).map_err(WriteError::from);
+                    let r = if self.tracker.is_some() {
+                        self.adopt(entries)
+                    } else {
+                        self.store.put(&entries).map_err(WriteError::from)
+                    };
                     puts.push((reply, r));
                 }
                 Command::Append { value, id, reply } => pending_appends.push((value, id, reply)),
@@ -250,10 +257,10 @@ impl WriterTask {
         let last = self.store.contiguous_key();
         if let Some(t) = &self.tracker
             && sync_error.is_none()
-            && last >= first_key
+            && last >= start_key
         {
             t.extend_to(last);
-            t.record(0, first_key, last);
+            t.record(0, start_key, last);
         }
         if sync_error.is_none() {
             self.contiguous.send_if_modified(|v| {
@@ -280,6 +287,37 @@ impl WriterTask {
             };
             let _ = reply.send(r);
         }
+    }
+}
+
+impl WriterTask {
+    /// Master only: takes into the log the entries that continue it exactly (keys
+    /// `contiguous_key() + 1, + 2, …`), which is how a master that lost the tail of its log
+    /// gets it back from a secondary (see `crate::recovery`). Anything else is left out: a key
+    /// the master already holds stays as it is, and nothing may leave a hole.
+    fn adopt(&mut self, entries: Vec<Entry>) -> Result<usize, WriteError> {
+        let start = self.store.contiguous_key() + 1;
+        let adoptable: Vec<Entry> = (start..)
+            .zip(entries.into_iter().skip_while(|e| e.key < start))
+            .take_while(|(next, e)| e.key == *next)
+            .map(|(_, e)| e)
+            .collect();
+        let (Some(first), Some(last)) = (adoptable.first(), adoptable.last()) else {
+            return Ok(0);
+        };
+        let (first, last) = (first.key, last.key);
+        let n = self.store.put(&adoptable)?;
+        for e in &adoptable {
+            if let Some(id) = &e.id {
+                self.ids.insert(id.clone(), e.key);
+            }
+        }
+        tracing::warn!(
+            first_key = first,
+            last_key = last,
+            "recovered keys {first}..={last} into the master's log from a secondary"
+        );
+        Ok(n)
     }
 }
 

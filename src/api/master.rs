@@ -157,6 +157,14 @@ pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Re
         max,
     )?;
 
+    if m.recovering.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the master is checking the end of its log against its secondaries (recovery after a restart); nothing was appended, retry in a moment",
+        )
+        .with("mode", "recovering")
+        .retry_after(1));
+    }
     if m.quorum.is_read_only() {
         let available = m.quorum.available();
         let quorum = m.quorum.quorum();

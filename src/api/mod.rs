@@ -5,6 +5,7 @@
 //! | `POST /message` | append (write concern) | 421 naming the master |
 //! | `PUT /message` | 405 | store one message under its key (internal) |
 //! | `POST /replicate` | 405 | store a binary batch (internal; the master's path) |
+//! | `GET /replicate?from=&limit=` | 405 | read a binary batch (internal; master tail recovery) |
 //! | `GET /messages` | the log | the contiguous prefix |
 //! | `GET /health`, `GET /heartbeat` | yes | yes |
 //! | `POST /delay`, `GET`/`POST /fault` | 404 | fault injection (only with `fault.enabled`) |
@@ -50,7 +51,10 @@ pub fn router(node: AppState) -> Router {
                 "/message",
                 post(secondary::post_on_secondary).put(secondary::put_message),
             )
-            .route("/replicate", post(secondary::replicate))
+            .route(
+                "/replicate",
+                post(secondary::replicate).get(secondary::read_batch),
+            )
             .route("/delay", post(secondary::delay))
             .route(
                 "/fault",

@@ -210,7 +210,9 @@ pub async fn health(State(node): State<AppState>) -> Response {
             axum::Json(MasterHealth {
                 role: "master".into(),
                 name: node.name().to_string(),
-                mode: if m.quorum.is_read_only() {
+                mode: if m.quorum.is_read_only()
+                    || m.recovering.load(std::sync::atomic::Ordering::Acquire)
+                {
                     "read-only".into()
                 } else {
                     "read-write".into()

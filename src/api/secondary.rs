@@ -173,6 +173,47 @@ pub async fn replicate(
     .into_response())
 }
 
+/// Most entries `GET /replicate` returns at once.
+const MAX_READ_BATCH: u64 = 4096;
+
+/// `GET /replicate?from=K&limit=N`: visible entries as a binary batch (the `POST` layout,
+/// ids included). A master that lost the tail of its log reads it back through this.
+pub async fn read_batch(
+    State(node): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers)?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let num = |name: &str, default: u64| -> Result<u64, ApiError> {
+        q.get(name).map_or(Ok(default), |v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "`{name}` must be a non-negative integer, got {v:?}"
+                ))
+            })
+        })
+    };
+    let from = num("from", 1)?.max(1);
+    let limit = num("limit", MAX_READ_BATCH)?.min(MAX_READ_BATCH) as usize;
+    let acknowledged = node.acknowledged_key();
+    let mut entries = node
+        .store
+        .read(from, limit, node.settings.replication.max_batch_bytes)
+        .map_err(|e| ApiError::internal(format!("reading the log failed: {e}")))?;
+    entries.retain(|e| e.key <= acknowledged);
+    let mut resp = protocol::encode_batch(&entries).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(resp)
+}
+
 /// `PUT /message` `{"key": K, "value": V}`: stores one message under its key.
 pub async fn put_message(
     State(node): State<AppState>,

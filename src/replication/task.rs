@@ -184,7 +184,11 @@ impl ReplicationTask {
 
     fn on_outcome(&mut self, out: Outcome) {
         match out.result {
-            Ok(ack) => {
+            Ok(mut ack) => {
+                // Keys beyond the master's own log are not this log's (yet): a master back
+                // with fewer keys than it had replicated must not take a secondary's prefix as
+                // holding keys it will assign anew (`crate::recovery` adopts them first).
+                ack.contiguous_key = ack.contiguous_key.min(*self.last_key.borrow());
                 // The secondary stored the batch: it counts toward w whatever incarnation
                 // answered; what to send next depends on the current one only. Its reported
                 // prefix counts only when it introduces a new incarnation (like a heartbeat
@@ -273,7 +277,12 @@ impl ReplicationTask {
                 .and_then(|id| id.parse::<LogId>().ok())
                 == Some(self.log_id);
             let reported = view.contiguous_key.unwrap_or(0);
-            let contiguous = if bound_here { reported } else { 0 };
+            // Clamped to the master's log, as for acks (see `on_outcome`).
+            let contiguous = if bound_here {
+                reported.min(*self.last_key.borrow())
+            } else {
+                0
+            };
             if !bound_here && reported > 0 {
                 tracing::warn!(
                     secondary = %self.peer.name,

@@ -10,7 +10,7 @@
 //! this; kill -9 does not). When the cut keys never left the master (w=1 appends while the
 //! secondaries were down) nobody else holds them, and the master reusing those keys is
 //! correct. When the secondaries do hold them, the master must not hand the same keys to other
-//! messages: see the ignored `d30_master_that_lost_replicated_keys_does_not_reuse_them`.
+//! messages: see `d30_master_that_lost_replicated_keys_does_not_reuse_them`.
 
 use std::time::Duration;
 
@@ -205,10 +205,8 @@ async fn d30_master_torn_tail_of_unreplicated_w1_appends_is_cut_and_the_log_goes
 /// secondary of its own log, or it refuses appends until it has; either way the acknowledged
 /// message stays under its key everywhere.
 ///
-/// Today the master reuses the key: see the report of issue 4 (and the failure of this test
-/// with `cargo test --test durability -- --ignored`).
+/// replog takes them back (`src/recovery.rs`): appends wait (503) until it has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a master that lost replicated keys reuses them (divergence); see the issue 4 report"]
 async fn d30_master_that_lost_replicated_keys_does_not_reuse_them() {
     // Arrange: 10 messages acknowledged by all three nodes.
     let mut c = disk_cluster(2).start().await;
@@ -247,11 +245,10 @@ async fn d30_master_that_lost_replicated_keys_does_not_reuse_them() {
     c.wait_converged(&expected, SECS(20)).await;
 }
 
-/// The worst consequence of the same bug: after the master reused key 10, a restart of the
-/// secondaries makes it count their *old* key 10 as an ack of the *new* message, so a w=3
-/// append is acknowledged (201) although no secondary holds it.
+/// What reusing key 10 would lead to: a restart of the secondaries making the master count
+/// their *old* key 10 as an ack of the *new* message, so that a w=3 append is acknowledged
+/// (201) although no secondary holds it. It must never happen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a master that lost replicated keys reuses them (divergence); see the issue 4 report"]
 async fn d30_master_that_lost_replicated_keys_never_acknowledges_a_message_no_secondary_holds() {
     // Arrange: as above, the master lost key 10 that both secondaries hold.
     let mut c = disk_cluster(2).start().await;
@@ -267,7 +264,7 @@ async fn d30_master_that_lost_replicated_keys_never_acknowledges_a_message_no_se
     // Act: a w=3 append, then both secondaries restart (kill -9).
     let w3 = c.spawn_append("new", 3);
     crate::helpers::wait_until("the append is written", SECS(10), || async {
-        c.last_key().await == 10
+        c.last_key().await >= 11
     })
     .await;
     for i in [1, 2] {

@@ -131,3 +131,37 @@ async fn t12_a_large_log_reads_whole_and_in_order_on_every_node() {
         assert_eq!(keys(&r.json), (2000..=N as u64).collect::<Vec<u64>>());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t12_a_secondary_serves_binary_batches_for_tail_recovery() {
+    // Arrange
+    let c = TestCluster::start(1).await;
+    for i in 1..=5 {
+        c.append(&format!("m{i}"), 2).await;
+    }
+    let url = |q: &str| format!("{}/replicate{q}", c.url(1));
+
+    // Act
+    let body = c
+        .client
+        .get(url("?from=2&limit=3"))
+        .send()
+        .await
+        .expect("GET /replicate")
+        .bytes()
+        .await
+        .expect("body");
+    let bad = c.client.get(url("?from=x")).send().await.expect("GET");
+
+    // Assert: keys 2..=4 with their values, in the replication batch layout.
+    let entries = replog::protocol::decode_batch(body, 1 << 20).expect("a batch");
+    let got: Vec<(u64, String)> = entries
+        .iter()
+        .map(|e| (e.key, String::from_utf8_lossy(&e.value).to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(2, "m2".into()), (3, "m3".into()), (4, "m4".into())]
+    );
+    assert_eq!(bad.status().as_u16(), 400);
+}

@@ -360,7 +360,7 @@ async fn t60_unknown_paths_are_404_and_wrong_methods_405_as_json() {
         (Method::POST, 0, "/health"),
         (Method::POST, 0, "/replicate"),
         (Method::DELETE, 1, "/message"),
-        (Method::GET, 1, "/replicate"),
+        (Method::PUT, 1, "/replicate"),
         (Method::GET, 1, "/delay"),
         (Method::PUT, 1, "/heartbeat"),
     ] {
