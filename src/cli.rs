@@ -37,7 +37,7 @@ pub enum Command {
         host: String,
         /// Log file all nodes append to ("" for none).
         #[arg(long, default_value = "log/app.log")]
-        log_file: PathBuf,
+        log_file: String,
         /// Extra TOML settings applied to every node (e.g. a [heartbeat] section).
         #[arg(long)]
         config: Option<PathBuf>,

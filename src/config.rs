@@ -407,14 +407,8 @@ impl Settings {
             }
             None => toml::Table::new(),
         };
-        apply_env(&mut table, env)?;
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Type {
-                setting: e.path().to_string(),
-                message: e.inner().to_string(),
-            })?;
-        settings.validate()?;
-        Ok(settings)
+        let from_env = apply_env(&mut table, env)?;
+        typed(table).map_err(|e| name_env_source(e, &from_env))
     }
 
     /// Parses a TOML document (no environment); validated. Handy for tests and `replog cluster`.
@@ -423,13 +417,7 @@ impl Settings {
             path: PathBuf::from("<inline>"),
             message: e.to_string(),
         })?;
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Type {
-                setting: e.path().to_string(),
-                message: e.inner().to_string(),
-            })?;
-        settings.validate()?;
-        Ok(settings)
+        typed(table)
     }
 
     /// ALL: the master plus every secondary.
@@ -658,11 +646,61 @@ fn check_url(setting: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Folds `REPLOG_<SECTION>_<KEY>` variables into the table.
+/// Deserialises and validates a merged table.
+fn typed(table: toml::Table) -> Result<Settings, ConfigError> {
+    let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| ConfigError::Type {
+            setting: e.path().to_string(),
+            // The deserializer appends its own "in `path`" line; the setting is named already.
+            message: e.inner().to_string().lines().next().unwrap_or("").to_string(),
+        })?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Says which environment variable set the offending value, when one did.
+fn name_env_source(e: ConfigError, from_env: &[(String, String)]) -> ConfigError {
+    let var_for = |setting: &str| {
+        from_env
+            .iter()
+            .find(|(key, _)| setting == key || setting.starts_with(&format!("{key}[")))
+            .map(|(_, var)| var.clone())
+    };
+    match e {
+        ConfigError::Type { setting, message } => match var_for(&setting) {
+            Some(var) => ConfigError::Type {
+                message: format!("{message} (set by environment variable {var})"),
+                setting,
+            },
+            None => ConfigError::Type { setting, message },
+        },
+        ConfigError::Invalid {
+            setting,
+            value,
+            allowed,
+        } => match var_for(&setting) {
+            Some(var) => ConfigError::Invalid {
+                allowed: format!("{allowed} (set by environment variable {var})"),
+                setting,
+                value,
+            },
+            None => ConfigError::Invalid {
+                setting,
+                value,
+                allowed,
+            },
+        },
+        other => other,
+    }
+}
+
+/// Folds `REPLOG_<SECTION>_<KEY>` variables into the table; returns `("section.key", var)`
+/// for each, so errors can name the variable.
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut applied = Vec::new();
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix("REPLOG_") else {
             continue;
@@ -697,8 +735,9 @@ fn apply_env(
             });
         };
         sec.insert(key.to_string(), value);
+        applied.push((format!("{section}.{key}"), var));
     }
-    Ok(())
+    Ok(applied)
 }
 
 fn env_value(section: &str, key: &str, raw: &str) -> Result<toml::Value, String> {
@@ -820,6 +859,20 @@ mod tests {
             let err = Settings::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(setting), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn errors_name_the_environment_variable_that_set_the_value() {
+        let err = Settings::load(None, env(&[("REPLOG_HEARTBEAT_INTERVAL_MS", "fast")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("heartbeat.interval_ms"), "{err}");
+        assert!(err.contains("REPLOG_HEARTBEAT_INTERVAL_MS"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let err = Settings::load(None, env(&[("REPLOG_FAULT_ERROR_RATE", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("REPLOG_FAULT_ERROR_RATE"), "{err}");
     }
 
     #[test]

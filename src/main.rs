@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
                     base_port,
                     data_dir,
                     host,
-                    log_file,
+                    log_file: log_file.into(),
                     extra_config: config,
                 })
                 .await

@@ -67,8 +67,16 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        let expected = matches!(
+            self.status,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE | axum::http::StatusCode::GATEWAY_TIMEOUT
+        );
+        if self.status.is_server_error() && !expected {
             tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+        } else if expected {
+            // Read-only, recovering, shutting down, a write concern not reached in time: the
+            // system working as documented, not a fault.
+            tracing::info!(status = self.status.as_u16(), error = %self.message, "request refused");
         } else {
             tracing::debug!(status = self.status.as_u16(), error = %self.message, "request refused");
         }

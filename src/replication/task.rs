@@ -256,6 +256,7 @@ impl ReplicationTask {
             self.inflight = FuturesUnordered::new();
             self.retry_at = None;
             self.backoff.reset();
+            self.last_error = None;
             self.progress.go_back();
             tracing::info!(
                 secondary = %self.peer.name,
