@@ -648,11 +648,19 @@ fn check_url(setting: &str, url: &str) -> Result<(), ConfigError> {
 
 /// Deserialises and validates a merged table.
 fn typed(table: toml::Table) -> Result<Settings, ConfigError> {
-    let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
-        .map_err(|e| ConfigError::Type {
-            setting: e.path().to_string(),
-            // The deserializer appends its own "in `path`" line; the setting is named already.
-            message: e.inner().to_string().lines().next().unwrap_or("").to_string(),
+    let settings: Settings =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            ConfigError::Type {
+                setting: e.path().to_string(),
+                // The deserializer appends its own "in `path`" line; the setting is named already.
+                message: e
+                    .inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            }
         })?;
     settings.validate()?;
     Ok(settings)
