@@ -324,6 +324,10 @@ pub struct LogSettings {
     pub file: PathBuf,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full tracing filter directive.
     pub level: String,
+    /// Per-message events (appends, replication batches) logged one line each up to this many
+    /// lines per second per kind; above it they are counted and summarised once a second.
+    /// 0: no limit.
+    pub max_event_lines_per_s: u32,
 }
 
 impl Default for LogSettings {
@@ -331,6 +335,7 @@ impl Default for LogSettings {
         LogSettings {
             file: "log/app.log".into(),
             level: "info".into(),
+            max_event_lines_per_s: 200,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::peer::Peer;
 use crate::recovery::TailRecovery;
 use crate::replication::task::ReplicationTask;
 use crate::replication::{ProgressView, Replica};
+use crate::telemetry::LineBudget;
 use crate::writer::Writer;
 
 /// The master-only part of a node.
@@ -50,6 +51,8 @@ pub struct Node {
     pub master: Option<MasterState>,
     /// Secondary: the master's client-facing URL, configured or learned from its requests.
     pub known_master: Mutex<Option<String>>,
+    /// Lines for replication requests a secondary stores (see `LineBudget`).
+    pub event_lines: LineBudget,
     pub shutdown: CancellationToken,
 }
 
@@ -84,6 +87,7 @@ impl Node {
             settings.storage.fsync,
             std::time::Duration::from_millis(settings.storage.fsync_interval_ms),
             tracker.clone(),
+            settings.log.max_event_lines_per_s,
             shutdown.clone(),
         );
         tasks.push(join);
@@ -104,6 +108,7 @@ impl Node {
         let node = Node {
             faults: Faults::new(settings.fault.enabled, settings.fault.error_rate),
             known_master: Mutex::new(settings.secondary.master_url.clone()),
+            event_lines: LineBudget::new(settings.log.max_event_lines_per_s),
             settings,
             store,
             writer,
@@ -232,6 +237,7 @@ fn start_master(
             log_id,
             last_key.clone(),
             settings.replication.clone(),
+            LineBudget::new(settings.log.max_event_lines_per_s),
             shutdown.clone(),
         );
         tasks.push(tokio::spawn(task.run()));

@@ -145,3 +145,123 @@ pub fn init(node: &str, level: &str, file: &Path) -> anyhow::Result<Vec<WorkerGu
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     Ok(guards)
 }
+
+/// A budget of log lines per second for one kind of high-rate event (appends, replication
+/// batches).
+///
+/// Under light load every event gets its own line, as SPEC §9 asks. Under heavy load, lines
+/// for tens of thousands of events a second would cost more CPU than the events themselves
+/// and bury everything else, so past the budget events are only counted, and the next line
+/// of that kind says how many were not logged one by one. Nothing about rarer events (retries,
+/// health and mode changes, recovery) is ever suppressed: they do not go through a budget.
+pub struct LineBudget {
+    per_second: u32,
+    state: parking_lot::Mutex<BudgetState>,
+}
+
+struct BudgetState {
+    window: std::time::Instant,
+    used: u32,
+    suppressed: u64,
+    suppressed_since: Option<std::time::Instant>,
+}
+
+/// What a [`LineBudget`] allows for one event.
+pub enum Admit {
+    /// Log it; first say that `n` events were not logged during the `span` before.
+    Yes {
+        suppressed: Option<(u64, std::time::Duration)>,
+    },
+    /// Over the budget: don't log it (it has been counted).
+    No,
+}
+
+impl Admit {
+    /// True if the event gets its line; first logs how many `what` were not logged.
+    pub fn log(self, what: &str) -> bool {
+        match self {
+            Admit::Yes { suppressed } => {
+                if let Some((n, span)) = suppressed {
+                    tracing::info!(
+                        suppressed = n,
+                        "{n} more {what} in the last {:.1} s were not logged one by one (over log.max_event_lines_per_s)",
+                        span.as_secs_f64()
+                    );
+                }
+                true
+            }
+            Admit::No => false,
+        }
+    }
+}
+
+impl LineBudget {
+    /// `per_second = 0` means no limit.
+    pub fn new(per_second: u32) -> Self {
+        LineBudget {
+            per_second,
+            state: parking_lot::Mutex::new(BudgetState {
+                window: std::time::Instant::now(),
+                used: 0,
+                suppressed: 0,
+                suppressed_since: None,
+            }),
+        }
+    }
+
+    /// Whether the next event of this kind gets a line.
+    pub fn admit(&self) -> Admit {
+        if self.per_second == 0 {
+            return Admit::Yes { suppressed: None };
+        }
+        let now = std::time::Instant::now();
+        let mut s = self.state.lock();
+        if now.duration_since(s.window) >= std::time::Duration::from_secs(1) {
+            s.window = now;
+            s.used = 0;
+        }
+        if s.used < self.per_second {
+            s.used += 1;
+            let suppressed = (s.suppressed > 0).then(|| {
+                let since = s
+                    .suppressed_since
+                    .map_or(std::time::Duration::ZERO, |t| now - t);
+                (std::mem::take(&mut s.suppressed), since)
+            });
+            s.suppressed_since = None;
+            Admit::Yes { suppressed }
+        } else {
+            s.suppressed += 1;
+            s.suppressed_since.get_or_insert(now);
+            Admit::No
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_admits_up_to_the_limit_then_counts() {
+        let b = LineBudget::new(3);
+        for _ in 0..3 {
+            assert!(matches!(b.admit(), Admit::Yes { suppressed: None }));
+        }
+        for _ in 0..5 {
+            assert!(matches!(b.admit(), Admit::No));
+        }
+        // A new window: the first line reports the 5 not logged.
+        b.state.lock().window -= std::time::Duration::from_secs(2);
+        match b.admit() {
+            Admit::Yes {
+                suppressed: Some((5, _)),
+            } => {}
+            _ => panic!("expected a report of 5 suppressed events"),
+        }
+        assert!(matches!(
+            LineBudget::new(0).admit(),
+            Admit::Yes { suppressed: None }
+        ));
+    }
+}

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acks::AckTracker;
 use crate::config::FsyncPolicy;
 use crate::log::{Entry, LogStore, StoreError};
+use crate::telemetry::LineBudget;
 
 /// Most requests folded into one write.
 const MAX_BATCH: usize = 4096;
@@ -78,6 +79,7 @@ impl Writer {
         fsync: FsyncPolicy,
         fsync_interval: Duration,
         tracker: Option<Arc<AckTracker>>,
+        event_lines_per_s: u32,
         shutdown: CancellationToken,
     ) -> (Writer, watch::Receiver<u64>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -97,6 +99,7 @@ impl Writer {
             fsync,
             tracker,
             ids,
+            lines: LineBudget::new(event_lines_per_s),
             contiguous: contiguous_tx,
         };
         let join = tokio::spawn(task.run(rx, shutdown));
@@ -130,6 +133,8 @@ struct WriterTask {
     fsync: FsyncPolicy,
     tracker: Option<Arc<AckTracker>>,
     ids: HashMap<Bytes, u64>,
+    /// Lines for "append received, key assigned" (see `LineBudget`).
+    lines: LineBudget,
     /// Published end of the visible, acknowledged log.
     contiguous: watch::Sender<u64>,
 }
@@ -201,7 +206,9 @@ impl WriterTask {
             append_replies.push((reply, Appended::New(key)));
         }
 
-        if let (Some(first), Some(last)) = (appends.first(), appends.last()) {
+        if let (Some(first), Some(last)) = (appends.first(), appends.last())
+            && self.lines.admit().log("appends (keys assigned)")
+        {
             // One line per write, not per message: under load one write carries many.
             if first.key == last.key {
                 tracing::info!(
@@ -359,6 +366,7 @@ mod tests {
             FsyncPolicy::Never,
             Duration::from_millis(100),
             Some(tracker.clone()),
+            0,
             CancellationToken::new(),
         );
         let mut handles = Vec::new();

@@ -154,14 +154,16 @@ pub async fn replicate(
     );
     let stored = node.writer.put(entries).await.map_err(store_error)?;
     let contiguous_key = node.acknowledged_key();
-    tracing::info!(
-        from = lo,
-        to = hi,
-        count,
-        stored,
-        contiguous_key,
-        "replicated keys {lo}..={hi} stored ({stored} new), contiguous key {contiguous_key}"
-    );
+    if node.event_lines.admit().log("replication requests stored") {
+        tracing::info!(
+            from = lo,
+            to = hi,
+            count,
+            stored,
+            contiguous_key,
+            "replicated keys {lo}..={hi} stored ({stored} new), contiguous key {contiguous_key}"
+        );
+    }
     if let Some(e) = injected_error(&node) {
         return Err(e);
     }

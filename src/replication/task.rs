@@ -36,10 +36,17 @@ use crate::health::{HealthStatus, HealthView};
 use crate::log::{LogId, LogStore};
 use crate::peer::{Peer, PeerError};
 use crate::protocol::BatchAck;
+use crate::telemetry::LineBudget;
+
+/// Bounds of the pacing interval (see `fill_window`): the smoothed round trip, clamped so that
+/// one slow answer (a `/delay`) cannot stall batching for long.
+const MIN_PACE: Duration = Duration::from_micros(50);
+const MAX_PACE: Duration = Duration::from_millis(2);
 
 struct Outcome {
     lo: u64,
     hi: u64,
+    sent_at: tokio::time::Instant,
     result: Result<BatchAck, PeerError>,
 }
 
@@ -58,6 +65,14 @@ pub struct ReplicationTask {
     /// Set while a failure's backoff runs: nothing is sent until then.
     retry_at: Option<tokio::time::Instant>,
     inflight: FuturesUnordered<BoxFuture<'static, Outcome>>,
+    /// When the youngest in-flight request went out.
+    last_sent: tokio::time::Instant,
+    /// Smoothed round trip of successful requests: how long a batch takes to come back.
+    rtt: Duration,
+    /// Set while a partial batch waits for the youngest request to be one round trip old.
+    pace_until: Option<tokio::time::Instant>,
+    /// Lines for batches sent and acknowledged (see `LineBudget`).
+    lines: LineBudget,
     /// The heartbeat view's recovery count and incarnation we last acted on.
     seen_recoveries: u64,
     seen_instance: Option<String>,
@@ -75,6 +90,7 @@ impl ReplicationTask {
         log_id: LogId,
         last_key: watch::Receiver<u64>,
         cfg: ReplicationSettings,
+        lines: LineBudget,
         shutdown: CancellationToken,
     ) -> Self {
         let health = replica.health.clone();
@@ -92,6 +108,10 @@ impl ReplicationTask {
             backoff,
             retry_at: None,
             inflight: FuturesUnordered::new(),
+            last_sent: tokio::time::Instant::now(),
+            rtt: Duration::from_millis(1),
+            pace_until: None,
+            lines,
             seen_recoveries: 0,
             seen_instance: None,
             last_error: None,
@@ -105,6 +125,7 @@ impl ReplicationTask {
             self.fill_window();
             self.publish();
             let retry_at = self.retry_at;
+            let pace_until = self.pace_until;
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 Some(out) = self.inflight.next(), if !self.inflight.is_empty() => self.on_outcome(out),
@@ -118,6 +139,7 @@ impl ReplicationTask {
                     if r.is_err() { return }
                     self.on_health();
                 }
+                _ = sleep_until_opt(pace_until), if pace_until.is_some() => {}
                 _ = sleep_until_opt(retry_at), if retry_at.is_some() => {
                     self.retry_at = None;
                     self.progress.go_back();
@@ -138,7 +160,16 @@ impl ReplicationTask {
             && self.health.borrow().status != HealthStatus::Unhealthy
     }
 
+    /// Sends batches while the window has room.
+    ///
+    /// Pacing (adaptive batching without a linger): with nothing in flight a batch goes out at
+    /// once, however small, so a lone client waits for nobody. With requests in flight, a
+    /// partial batch goes out only once the youngest request is about one round trip old;
+    /// until then new entries accumulate and the next batch carries them all. Under load this
+    /// turns one request per append into one per round trip, and a delayed request (older
+    /// than a round trip) never holds back the next batch.
     fn fill_window(&mut self) {
+        self.pace_until = None;
         if !self.may_send() {
             return;
         }
@@ -148,6 +179,13 @@ impl ReplicationTask {
             else {
                 break;
             };
+            if !self.inflight.is_empty() && count < self.cfg.max_batch_entries {
+                let ready_at = self.last_sent + self.rtt.clamp(MIN_PACE, MAX_PACE);
+                if tokio::time::Instant::now() < ready_at {
+                    self.pace_until = Some(ready_at);
+                    break;
+                }
+            }
             let entries = match self.store.read(from, count, self.cfg.max_batch_bytes) {
                 Ok(e) if !e.is_empty() => e,
                 Ok(_) => break,
@@ -160,22 +198,31 @@ impl ReplicationTask {
             let n = entries.len();
             let hi = from + n as u64 - 1;
             self.progress.sent(from, n);
-            tracing::info!(
+            if self
+                .lines
+                .admit()
+                .log("replication batches (sent/acknowledged)")
+            {
+                tracing::info!(
                 secondary = %self.peer.name,
                 from,
                 to = hi,
                 count = n,
                 "replication sent keys {from}..={hi} to {}",
                 self.peer.name
-            );
+                );
+            }
             let peer = self.peer.clone();
             let log_id = self.log_id;
             let timeout = self.cfg.request_timeout();
+            let sent_at = tokio::time::Instant::now();
+            self.last_sent = sent_at;
             self.inflight.push(Box::pin(async move {
                 let result = peer.replicate(log_id, &entries, timeout).await;
                 Outcome {
                     lo: from,
                     hi,
+                    sent_at,
                     result,
                 }
             }));
@@ -185,6 +232,8 @@ impl ReplicationTask {
     fn on_outcome(&mut self, out: Outcome) {
         match out.result {
             Ok(mut ack) => {
+                let sample = out.sent_at.elapsed();
+                self.rtt = (self.rtt * 7 + sample) / 8;
                 // Keys beyond the master's own log are not this log's (yet): a master back
                 // with fewer keys than it had replicated must not take a secondary's prefix as
                 // holding keys it will assign anew (`crate::recovery` adopts them first).
@@ -201,14 +250,20 @@ impl ReplicationTask {
                     self.tracker
                         .record(self.replica.index, 1, ack.contiguous_key);
                 }
-                tracing::info!(
-                    secondary = %self.peer.name,
-                    from = out.lo,
-                    to = out.hi,
-                    contiguous_key = ack.contiguous_key,
-                    "replication acknowledged keys {}..={} by {} (contiguous key {})",
-                    out.lo, out.hi, self.peer.name, ack.contiguous_key
-                );
+                if self
+                    .lines
+                    .admit()
+                    .log("replication batches (sent/acknowledged)")
+                {
+                    tracing::info!(
+                        secondary = %self.peer.name,
+                        from = out.lo,
+                        to = out.hi,
+                        contiguous_key = ack.contiguous_key,
+                        "replication acknowledged keys {}..={} by {} (contiguous key {})",
+                        out.lo, out.hi, self.peer.name, ack.contiguous_key
+                    );
+                }
                 if current {
                     self.backoff.reset();
                     self.last_error = None;
