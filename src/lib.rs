@@ -14,6 +14,7 @@
 //! - [`api`]: the HTTP endpoints, one router per role, one error shape.
 //! - [`log`]: the [`log::LogStore`] trait (the storage contract) and its implementations.
 //! - [`writer`]: the single task that writes a node's log (key assignment, group commit).
+//! - [`dedup`]: the master's idempotency index (`id` → key) over the dedup window.
 //! - [`acks`]: who holds which key; wakes appends waiting on their write concern.
 //! - [`replication`]: one task per secondary: progress, window, backoff.
 //! - [`health`]: heartbeats, health states, quorum and read-only mode.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dedup;
 pub mod faults;
 pub mod health;
 pub mod log;

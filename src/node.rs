@@ -84,6 +84,7 @@ impl Node {
             settings.storage.fsync,
             std::time::Duration::from_millis(settings.storage.fsync_interval_ms),
             tracker.clone(),
+            settings.master.dedup_window,
             shutdown.clone(),
         );
         tasks.push(join);
