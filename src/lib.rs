@@ -18,6 +18,7 @@
 //! - [`acks`]: who holds which key; wakes appends waiting on their write concern.
 //! - [`replication`]: one task per secondary: progress, window, backoff.
 //! - [`health`]: heartbeats, health states, quorum and read-only mode.
+//! - [`metrics`]: `GET /metrics` (Prometheus text): event counters and scrape-time state.
 //! - [`recovery`]: a master that lost the tail of its log takes it back from a secondary.
 //! - [`peer`]: the master's HTTP client for a secondary, with classified failures.
 //! - [`protocol`]: wire types: public JSON, the binary replication batch.
@@ -36,6 +37,7 @@ pub mod dedup;
 pub mod faults;
 pub mod health;
 pub mod log;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod protocol;

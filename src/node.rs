@@ -50,6 +50,8 @@ pub struct Node {
     pub master: Option<MasterState>,
     /// Secondary: the master's client-facing URL, configured or learned from its requests.
     pub known_master: Mutex<Option<String>>,
+    /// What `GET /metrics` shows (see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
     pub shutdown: CancellationToken,
 }
 
@@ -102,7 +104,10 @@ impl Node {
             None => None,
         };
 
+        let metrics =
+            crate::metrics::Metrics::new(settings.all_nodes(), is_master, store.contiguous_key());
         let node = Node {
+            metrics,
             faults: Faults::new(settings.fault.enabled, settings.fault.error_rate),
             known_master: Mutex::new(settings.secondary.master_url.clone()),
             settings,
@@ -113,7 +118,11 @@ impl Node {
             master,
             shutdown,
         };
-        Ok((Arc::new(node), tasks))
+        let node = Arc::new(node);
+        if node.is_master() {
+            tasks.push(tokio::spawn(crate::metrics::sample_log_end(node.clone())));
+        }
+        Ok((node, tasks))
     }
 
     /// The end of the visible log as acknowledged: written, and fsynced under
@@ -202,6 +211,7 @@ fn start_master(
             url: s.url.clone(),
             health: rx,
             progress: Mutex::new(ProgressView::default()),
+            retries: Default::default(),
         }));
     }
     let quorum = Arc::new(Quorum::new(
