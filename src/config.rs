@@ -190,6 +190,10 @@ pub struct MasterSettings {
     pub default_timeout_ms: Option<u64>,
     /// The URL clients use to reach this master; secondaries name it when they refuse appends.
     pub advertise_url: Option<String>,
+    /// How many of the most recent messages have their idempotency `id` remembered (a retry
+    /// with an older id appends again); default: the whole log. See `crate::dedup` for the
+    /// memory cost per remembered id.
+    pub dedup_window: Option<u64>,
 }
 
 impl Default for MasterSettings {
@@ -209,6 +213,7 @@ impl Default for MasterSettings {
             default_write_concern: WriteConcern::All,
             default_timeout_ms: None,
             advertise_url: None,
+            dedup_window: None,
         }
     }
 }
@@ -363,6 +368,9 @@ impl Default for LimitSettings {
         }
     }
 }
+
+/// Largest `master.dedup_window` (2^40 messages: far beyond what memory could hold).
+pub const MAX_DEDUP_WINDOW: u64 = 1 << 40;
 
 /// Settings whose values are strings: an environment value for them is never read as TOML,
 /// so `REPLOG_NODE_NAME=123` is the name "123", not a type error.
@@ -521,6 +529,17 @@ impl Settings {
             }
             if let Some(u) = &m.advertise_url {
                 check_url("master.advertise_url", u)?;
+            }
+            if let Some(w) = m.dedup_window {
+                range_check("master.dedup_window", w, 1, MAX_DEDUP_WINDOW).map_err(|_| {
+                    invalid(
+                        "master.dedup_window",
+                        w,
+                        format!(
+                            "1 to {MAX_DEDUP_WINDOW} messages (leave it out to remember the ids of the whole log)"
+                        ),
+                    )
+                })?;
             }
         }
         if let Some(u) = &self.secondary.master_url {
@@ -862,6 +881,8 @@ mod tests {
             ),
             ("[storage]\nfsync = \"sometimes\"", "storage.fsync"),
             ("[fault]\nerror_rate = 1.5", "fault.error_rate"),
+            ("[master]\ndedup_window = 0", "master.dedup_window"),
+            ("[master]\ndedup_window = -5", "master.dedup_window"),
             ("[node]\nbogus = 1", "bogus"),
             (
                 "[master]\nsecondaries = [{name = \"a\", url = \"ftp://x\"}]",

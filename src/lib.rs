@@ -14,9 +14,11 @@
 //! - [`api`]: the HTTP endpoints, one router per role, one error shape.
 //! - [`log`]: the [`log::LogStore`] trait (the storage contract) and its implementations.
 //! - [`writer`]: the single task that writes a node's log (key assignment, group commit).
+//! - [`dedup`]: the master's idempotency index (`id` → key) over the dedup window.
 //! - [`acks`]: who holds which key; wakes appends waiting on their write concern.
 //! - [`replication`]: one task per secondary: progress, window, backoff.
 //! - [`health`]: heartbeats, health states, quorum and read-only mode.
+//! - [`metrics`]: `GET /metrics` (Prometheus text): event counters and scrape-time state.
 //! - [`recovery`]: a master that lost the tail of its log takes it back from a secondary.
 //! - [`peer`]: the master's HTTP client for a secondary, with classified failures.
 //! - [`protocol`]: wire types: public JSON, the binary replication batch.
@@ -31,9 +33,11 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dedup;
 pub mod faults;
 pub mod health;
 pub mod log;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod protocol;

@@ -53,6 +53,8 @@ pub struct Node {
     pub known_master: Mutex<Option<String>>,
     /// Lines for replication requests a secondary stores (see `LineBudget`).
     pub event_lines: LineBudget,
+    /// What `GET /metrics` shows (see `crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
     pub shutdown: CancellationToken,
 }
 
@@ -88,6 +90,7 @@ impl Node {
             std::time::Duration::from_millis(settings.storage.fsync_interval_ms),
             tracker.clone(),
             settings.log.max_event_lines_per_s,
+            settings.master.dedup_window,
             shutdown.clone(),
         );
         tasks.push(join);
@@ -105,7 +108,10 @@ impl Node {
             None => None,
         };
 
+        let metrics =
+            crate::metrics::Metrics::new(settings.all_nodes(), is_master, store.contiguous_key());
         let node = Node {
+            metrics,
             faults: Faults::new(settings.fault.enabled, settings.fault.error_rate),
             known_master: Mutex::new(settings.secondary.master_url.clone()),
             event_lines: LineBudget::new(settings.log.max_event_lines_per_s),
@@ -117,7 +123,11 @@ impl Node {
             master,
             shutdown,
         };
-        Ok((Arc::new(node), tasks))
+        let node = Arc::new(node);
+        if node.is_master() {
+            tasks.push(tokio::spawn(crate::metrics::sample_log_end(node.clone())));
+        }
+        Ok((node, tasks))
     }
 
     /// The end of the visible log as acknowledged: written, and fsynced under
@@ -206,6 +216,7 @@ fn start_master(
             url: s.url.clone(),
             health: rx,
             progress: Mutex::new(ProgressView::default()),
+            retries: Default::default(),
         }));
     }
     let quorum = Arc::new(Quorum::new(

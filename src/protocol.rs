@@ -158,7 +158,7 @@ pub fn decode_batch(body: Bytes, max_value: usize) -> Result<Vec<Entry>, BatchEr
 }
 
 /// A secondary's answer to a replication request (`POST /replicate` or `PUT /message`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchAck {
     /// The end of the secondary's contiguous prefix after storing the batch.
     pub contiguous_key: u64,
@@ -170,7 +170,7 @@ pub struct BatchAck {
 }
 
 /// The body of `GET /heartbeat`: short, and cheap to produce.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     pub status: String,
     pub role: String,
@@ -182,14 +182,14 @@ pub struct Heartbeat {
 }
 
 /// One message as `GET /messages` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     pub key: u64,
     pub value: String,
 }
 
 /// A node as the master's `/health` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeHealth {
     pub name: String,
     pub url: String,
@@ -211,7 +211,7 @@ pub struct NodeHealth {
 }
 
 /// The master's `/health`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MasterHealth {
     pub role: String,
     pub name: String,
@@ -225,7 +225,7 @@ pub struct MasterHealth {
 }
 
 /// A secondary's `/health`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecondaryHealth {
     pub role: String,
     pub name: String,

@@ -14,7 +14,6 @@
 //!   `fsync = "always"` only after an fsync that covers it;
 //! * the idempotency index (`id` → key) changes only together with a successful write.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acks::AckTracker;
 use crate::config::FsyncPolicy;
+use crate::dedup::{DedupStats, IdIndex};
 use crate::log::{Entry, LogStore, StoreError};
 use crate::telemetry::LineBudget;
 
@@ -68,29 +68,32 @@ enum Command {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Command>,
+    dedup: Arc<DedupStats>,
 }
 
 impl Writer {
     /// Starts the writer over `store`. `tracker` is the master's ack tracker (node 0 is
-    /// recorded for every written key); secondaries pass `None`. Returns the handle and a
-    /// watch of the visible log's end, which moves only past acknowledged entries.
+    /// recorded for every written key); secondaries pass `None`. `dedup_window`: how many
+    /// recent messages have their ids remembered (`None`: all; see `crate::dedup`). Returns
+    /// the handle and a watch of the visible log's end, which moves only past acknowledged
+    /// entries.
     pub fn spawn(
         store: Arc<dyn LogStore>,
         fsync: FsyncPolicy,
         fsync_interval: Duration,
         tracker: Option<Arc<AckTracker>>,
         event_lines_per_s: u32,
+        dedup_window: Option<u64>,
         shutdown: CancellationToken,
     ) -> (Writer, watch::Receiver<u64>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let start = store.contiguous_key();
         let (contiguous_tx, contiguous_rx) = watch::channel(start);
-        let mut ids = HashMap::new();
+        let mut ids = IdIndex::new(dedup_window);
         if tracker.is_some() {
-            let _ = store.scan_ids(1, &mut |id, key| {
-                ids.insert(Bytes::copy_from_slice(id), key);
-            });
+            ids.load(&*store);
         }
+        let dedup = ids.stats();
         if fsync == FsyncPolicy::Interval {
             tokio::spawn(sync_every(store.clone(), fsync_interval, shutdown.clone()));
         }
@@ -103,7 +106,12 @@ impl Writer {
             contiguous: contiguous_tx,
         };
         let join = tokio::spawn(task.run(rx, shutdown));
-        (Writer { tx }, contiguous_rx, join)
+        (Writer { tx, dedup }, contiguous_rx, join)
+    }
+
+    /// How many ids the idempotency index holds, and their bytes (master; zero otherwise).
+    pub fn dedup_stats(&self) -> &DedupStats {
+        &self.dedup
     }
 
     /// Appends `value` under the next key (master only).
@@ -132,7 +140,7 @@ struct WriterTask {
     store: Arc<dyn LogStore>,
     fsync: FsyncPolicy,
     tracker: Option<Arc<AckTracker>>,
-    ids: HashMap<Bytes, u64>,
+    ids: IdIndex,
     /// Lines for "append received, key assigned" (see `LineBudget`).
     lines: LineBudget,
     /// Published end of the visible, acknowledged log.
@@ -191,7 +199,7 @@ impl WriterTask {
         let mut new_ids = Vec::new();
         for (value, id, reply) in pending_appends {
             if let Some(id) = &id
-                && let Some(&key) = self.ids.get(id)
+                && let Some(key) = self.ids.get(id, next)
             {
                 append_replies.push((reply, Appended::Duplicate(key)));
                 continue;
@@ -199,7 +207,7 @@ impl WriterTask {
             let key = next;
             next += 1;
             if let Some(id) = &id {
-                self.ids.insert(id.clone(), key);
+                self.ids.insert(id, key);
                 new_ids.push(id.clone());
             }
             appends.push(Entry { key, value, id });
@@ -238,9 +246,9 @@ impl WriterTask {
                 self.ids.remove(id);
             }
             let ids = &mut self.ids;
-            let _ = self.store.scan_ids(first_key, &mut |id, key| {
-                ids.insert(Bytes::copy_from_slice(id), key);
-            });
+            let _ = self
+                .store
+                .scan_ids(first_key, &mut |id, key| ids.insert(id, key));
             append_error = Some(e.to_string());
         }
 
@@ -316,7 +324,7 @@ impl WriterTask {
         let n = self.store.put(&adoptable)?;
         for e in &adoptable {
             if let Some(id) = &e.id {
-                self.ids.insert(id.clone(), e.key);
+                self.ids.insert(id, e.key);
             }
         }
         tracing::warn!(
@@ -367,6 +375,7 @@ mod tests {
             Duration::from_millis(100),
             Some(tracker.clone()),
             0,
+            None,
             CancellationToken::new(),
         );
         let mut handles = Vec::new();

@@ -259,7 +259,8 @@ pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Re
     } else {
         StatusCode::CREATED
     };
-    Ok((status, axum::Json(out)).into_response())
+    let answered = axum::Extension(crate::metrics::AnsweredWith { w });
+    Ok((status, answered, axum::Json(out)).into_response())
 }
 
 /// `PUT /message` on the master: keys are assigned here, not given.

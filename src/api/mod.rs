@@ -9,13 +9,20 @@
 //! | `GET /messages` | the log | the contiguous prefix |
 //! | `GET /health`, `GET /heartbeat` | yes | yes |
 //! | `POST /delay`, `GET`/`POST /fault` | 404 | fault injection (only with `fault.enabled`) |
+//! | `GET /metrics` | Prometheus text (`crate::metrics`) | the same |
+//! | `GET /openapi.json` | the OpenAPI document of both roles ([`openapi`]) | the same |
+//!
+//! Routes are added in one place, [`routes`], each with its OpenAPI description, so the
+//! router and `/openapi.json` cannot disagree.
 //!
 //! Handlers read bodies themselves (bounded) so that every refusal — bad JSON, too large,
 //! wrong method, unknown path — answers with the same JSON error shape.
 
 pub mod error;
 pub mod master;
+pub mod openapi;
 pub mod reads;
+pub mod routes;
 pub mod secondary;
 
 use std::sync::Arc;
@@ -23,7 +30,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
-use axum::routing::{get, post};
 use bytes::Bytes;
 
 use crate::node::Node;
@@ -32,37 +38,11 @@ pub use error::ApiError;
 /// Shared state of every handler.
 pub type AppState = Arc<Node>;
 
-/// The router for `node`'s role.
+/// The router for `node`'s role: the routes of [`routes::role_router`] (each with its
+/// OpenAPI description), and one JSON error for unknown paths and methods.
 pub fn router(node: AppState) -> Router {
-    let common = Router::new()
-        .route("/messages", get(reads::get_messages))
-        .route("/health", get(reads::health))
-        .route("/heartbeat", get(reads::heartbeat));
-    let role = if node.is_master() {
-        Router::new()
-            .route(
-                "/message",
-                post(master::post_message).put(master::put_on_master),
-            )
-            .route("/replicate", post(master::replicate_on_master))
-    } else {
-        Router::new()
-            .route(
-                "/message",
-                post(secondary::post_on_secondary).put(secondary::put_message),
-            )
-            .route(
-                "/replicate",
-                post(secondary::replicate).get(secondary::read_batch),
-            )
-            .route("/delay", post(secondary::delay))
-            .route(
-                "/fault",
-                get(secondary::get_fault).post(secondary::set_fault),
-            )
-    };
-    common
-        .merge(role)
+    let (routes, _doc) = routes::role_router(node.is_master()).split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(node)

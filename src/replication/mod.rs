@@ -44,4 +44,6 @@ pub struct Replica {
     pub health: watch::Receiver<HealthView>,
     // A short-lived std-style lock: written by the task, read by /health; no await under it.
     pub progress: Mutex<ProgressView>,
+    /// Retries scheduled after failed replication requests, since start (for `/metrics`).
+    pub retries: std::sync::atomic::AtomicU64,
 }

@@ -291,6 +291,9 @@ impl ReplicationTask {
             return;
         }
         let delay = self.backoff.next_delay();
+        self.replica
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.retry_at = Some(tokio::time::Instant::now() + delay);
         tracing::warn!(
             secondary = %self.peer.name,

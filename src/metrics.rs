@@ -1,0 +1,581 @@
+//! `GET /metrics`: a node's figures in the Prometheus text format (version 0.0.4), with the
+//! `prometheus-client` crate.
+//!
+//! Role: [`Metrics`] lives in the [`Node`]. Two kinds of figures:
+//!
+//! * **Events**, counted where they happen, in a registry built once at startup: appends by
+//!   write concern and outcome, their latency (a histogram by `w`), refused appends by status,
+//!   and on secondaries the replication requests received. The append path pays one counter
+//!   increment and one histogram observation (an uncontended lock) per request, on handles
+//!   created at startup (no label hashing); see [`Metrics::observe_append`].
+//! * **State**, read at scrape time from what the node keeps anyway (the replicas' progress and
+//!   health views, the quorum, the ack tracker, the store, the idempotency index) into a
+//!   registry built for that one scrape. Nothing is added to the hot path for these.
+//!
+//! Replication lag in seconds is the age of the oldest message a secondary lacks (key
+//! `acked_key + 1`). Keys carry no time, so the master keeps a [`Timeline`]: a task samples the
+//! end of its log (at most every [`SAMPLE_EVERY`]) and remembers when each end was first seen.
+//! The age is exact to within the sampling interval; keys that were in the log when the master
+//! started count from its start. Samples no secondary needs any more are dropped, and at most
+//! [`MAX_SAMPLES`] are kept (beyond that, neighbours are merged, keeping the earlier time:
+//! an old lag is then overstated, never hidden).
+//!
+//! Invariants: metric names are unique across the two registries (so the concatenated text is
+//! one valid exposition); every name starts with `replog_`.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::config::Engine;
+use crate::node::Node;
+
+/// The master samples the end of its log at most this often (the lag-seconds resolution).
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+/// Most samples the [`Timeline`] keeps.
+pub const MAX_SAMPLES: usize = 1 << 16;
+
+/// The write concern an append was answered with, attached to the handler's response (as a
+/// response extension) so that the route's wrapper can label its metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct AnsweredWith {
+    pub w: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppendLabels {
+    w: u16,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WLabel {
+    w: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SecondaryLabel {
+    secondary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    secondary: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    role: &'static str,
+    name: String,
+    version: &'static str,
+}
+
+/// Handles of one write concern's append metrics, made at startup.
+struct PerW {
+    created: Counter,
+    duplicate: Counter,
+    timeout: Counter,
+    latency: Histogram,
+}
+
+/// A node's metrics; see the module docs.
+pub struct Metrics {
+    events: Registry,
+    /// Index `w - 1`; empty on a secondary.
+    per_w: Vec<PerW>,
+    refused: Family<StatusLabel, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    /// When each end of the log was first seen (master).
+    pub timeline: Timeline,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics of a node in a cluster of `all` nodes (master: `master` true) whose log ends at
+    /// `last_key` at startup.
+    pub fn new(all: usize, master: bool, last_key: u64) -> Self {
+        let mut events = Registry::with_prefix("replog");
+        let appends = Family::<AppendLabels, Counter>::default();
+        let latency = Family::<WLabel, Histogram>::new_with_constructor(|| {
+            // 100 µs to about 13 s; a w waiting for a paused node lands in +Inf.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let refused = Family::<StatusLabel, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let mut per_w = Vec::new();
+        if master {
+            events.register(
+                "appends",
+                "Appends that were given a key or found their id, by write concern and outcome (created: 201, duplicate: 200, timeout: 504)",
+                appends.clone(),
+            );
+            events.register(
+                "append_duration_seconds",
+                "Time from receiving an append to answering it 201 or 200, by write concern",
+                latency.clone(),
+            );
+            events.register(
+                "appends_refused",
+                "Appends answered with another status (400, 413, 503 read-only or recovering, 500), by status",
+                refused.clone(),
+            );
+            for w in 1..=all.min(u16::MAX as usize) as u16 {
+                let c = |outcome| appends.get_or_create(&AppendLabels { w, outcome }).clone();
+                per_w.push(PerW {
+                    created: c("created"),
+                    duplicate: c("duplicate"),
+                    timeout: c("timeout"),
+                    latency: latency.get_or_create(&WLabel { w }).clone(),
+                });
+            }
+        } else {
+            events.register(
+                "replication_requests_received",
+                "Replication requests this secondary received (POST /replicate, PUT /message), by endpoint and answer status",
+                requests.clone(),
+            );
+        }
+        Metrics {
+            events,
+            per_w,
+            refused,
+            requests,
+            timeline: Timeline::new(last_key, Instant::now()),
+        }
+    }
+
+    /// Records one answered append: `status`, the write concern it was answered with (when
+    /// known) and when it was received.
+    pub fn observe_append(&self, status: StatusCode, w: Option<u16>, started: Instant) {
+        let per_w = w.and_then(|w| self.per_w.get(usize::from(w).checked_sub(1)?));
+        match (status, per_w) {
+            (StatusCode::CREATED, Some(m)) => {
+                m.created.inc();
+                m.latency.observe(started.elapsed().as_secs_f64());
+            }
+            (StatusCode::OK, Some(m)) => {
+                m.duplicate.inc();
+                m.latency.observe(started.elapsed().as_secs_f64());
+            }
+            (StatusCode::GATEWAY_TIMEOUT, Some(m)) => {
+                m.timeout.inc();
+            }
+            // A key was assigned, but the w is not one of this cluster's: cannot happen (the
+            // handler validates w), and would have no series to go to.
+            (StatusCode::CREATED | StatusCode::OK | StatusCode::GATEWAY_TIMEOUT, None) => {}
+            _ => {
+                self.refused
+                    .get_or_create(&StatusLabel {
+                        status: status.as_u16(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// Records one replication request a secondary received (`endpoint`: "replicate" or
+    /// "put_message").
+    pub fn observe_replication_request(&self, endpoint: &'static str, status: StatusCode) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+}
+
+/// When each end of the master's log was first seen; see the module docs.
+#[derive(Debug)]
+pub struct Timeline {
+    /// `(k, t)`: the log's end reached `k` at `t`; keys and times increasing.
+    samples: Mutex<VecDeque<(u64, Instant)>>,
+}
+
+impl Timeline {
+    /// A timeline of a log that ends at `last_key` now (`started`).
+    pub fn new(last_key: u64, started: Instant) -> Self {
+        Timeline {
+            samples: Mutex::new(VecDeque::from([(last_key, started)])),
+        }
+    }
+
+    /// The log's end is `key` at `at`.
+    pub fn record(&self, key: u64, at: Instant) {
+        let mut s = self.samples.lock();
+        if s.back().is_some_and(|(k, _)| *k >= key) {
+            return;
+        }
+        s.push_back((key, at));
+        if s.len() > MAX_SAMPLES {
+            // Merge neighbours: (k1, t1), (k2, t2) → (k2, t1).
+            let old = std::mem::take(&mut *s);
+            let mut it = old.into_iter();
+            while let Some((k1, t1)) = it.next() {
+                match it.next() {
+                    Some((k2, _)) => s.push_back((k2, t1)),
+                    None => s.push_back((k1, t1)),
+                }
+            }
+        }
+    }
+
+    /// Drops samples only keys below `key` need (no secondary lacks them).
+    pub fn forget_below(&self, key: u64) {
+        let mut s = self.samples.lock();
+        while s.len() > 1 && s.front().is_some_and(|(k, _)| *k < key) {
+            s.pop_front();
+        }
+    }
+
+    /// How long ago key `key` was first seen in the log (zero if it is not there yet).
+    pub fn age(&self, key: u64, now: Instant) -> Duration {
+        let s = self.samples.lock();
+        let i = s.partition_point(|(k, _)| *k < key);
+        s.get(i)
+            .map_or(Duration::ZERO, |(_, t)| now.saturating_duration_since(*t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.lock().is_empty()
+    }
+}
+
+/// Master: samples the end of the log into the [`Timeline`] until shutdown.
+pub async fn sample_log_end(node: Arc<Node>) {
+    let Some(m) = &node.master else { return };
+    let mut end = node.contiguous.clone();
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            r = end.changed() => if r.is_err() { return },
+        }
+        let key = *end.borrow_and_update();
+        node.metrics.timeline.record(key, Instant::now());
+        let needed = m
+            .replicas
+            .iter()
+            .map(|r| r.progress.lock().acked_key + 1)
+            .min()
+            .unwrap_or(key + 1);
+        node.metrics.timeline.forget_below(needed);
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub async fn get_metrics(State(node): State<Arc<Node>>) -> Response {
+    // Reading the data dir's sizes is file-system work: off the async threads.
+    let text = tokio::task::spawn_blocking(move || render(&node)).await;
+    match text {
+        Ok(Ok(text)) => {
+            let mut resp = text.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
+            );
+            resp
+        }
+        Ok(Err(e)) => crate::api::ApiError::internal(format!("encoding the metrics failed: {e}"))
+            .into_response(),
+        Err(e) => crate::api::ApiError::internal(format!("collecting the metrics failed: {e}"))
+            .into_response(),
+    }
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The whole exposition of `node`: its event metrics, then its state read now.
+pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(8 * 1024);
+    prometheus_text::encode(&mut out, &node.metrics.events)?;
+    let mut r = Registry::with_prefix("replog");
+    let is_master = node.is_master();
+    let info = Family::<InfoLabels, Gauge>::default();
+    info.get_or_create(&InfoLabels {
+        role: if is_master { "master" } else { "secondary" },
+        name: node.name().to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+    .set(1);
+    r.register("node_info", "This node: its role, name and version", info);
+    let contiguous = node.acknowledged_key();
+    gauge(
+        &mut r,
+        "contiguous_key",
+        "The end of this node's visible log: its last key (master) or contiguous prefix (secondary)",
+        clamp(contiguous),
+    );
+    gauge(
+        &mut r,
+        "held_aside",
+        "Entries stored beyond the first hole, invisible until it fills",
+        clamp(node.store.held_aside() as u64),
+    );
+    if node.settings.storage.engine == Engine::Disk {
+        gauge(
+            &mut r,
+            "log_segment_bytes",
+            "Bytes of the log's segment files in node.data_dir",
+            clamp(segment_bytes(&node.settings.node.data_dir)),
+        );
+    }
+    if let Some(m) = &node.master {
+        master_state(node, m, contiguous, &mut r);
+    }
+    prometheus_text::encode(&mut out, &r)?;
+    Ok(out)
+}
+
+fn master_state(node: &Node, m: &crate::node::MasterState, last: u64, r: &mut Registry) {
+    gauge(
+        r,
+        "read_only",
+        "1 while the master refuses appends for lack of a quorum",
+        i64::from(m.quorum.is_read_only()),
+    );
+    gauge(
+        r,
+        "recovering",
+        "1 while a restarted master checks its log's end against its secondaries",
+        i64::from(m.recovering.load(Ordering::Acquire)),
+    );
+    gauge(
+        r,
+        "quorum",
+        "Nodes (master included) that must be available for appends",
+        m.quorum.quorum() as i64,
+    );
+    gauge(
+        r,
+        "available_nodes",
+        "The master plus its healthy or suspected secondaries",
+        m.quorum.available() as i64,
+    );
+    gauge(
+        r,
+        "appends_waiting",
+        "Appends waiting for their write concern",
+        m.tracker.waiting() as i64,
+    );
+    gauge(
+        r,
+        "fully_replicated_key",
+        "Keys up to this one are held by every node",
+        clamp(m.tracker.fully_replicated()),
+    );
+    let dedup = node.writer.dedup_stats();
+    gauge(
+        r,
+        "dedup_ids",
+        "Idempotency ids remembered (master.dedup_window)",
+        clamp(dedup.ids.load(Ordering::Relaxed)),
+    );
+    gauge(
+        r,
+        "dedup_id_bytes",
+        "Bytes of the idempotency ids remembered (each also costs about 64 bytes of index; see the README)",
+        clamp(dedup.id_bytes.load(Ordering::Relaxed)),
+    );
+
+    let acked = Family::<SecondaryLabel, Gauge>::default();
+    let lag = Family::<SecondaryLabel, Gauge>::default();
+    let lag_s = Family::<SecondaryLabel, Gauge<f64, AtomicU64>>::default();
+    let inflight = Family::<SecondaryLabel, Gauge>::default();
+    let backoff = Family::<SecondaryLabel, Gauge>::default();
+    let retries = Family::<SecondaryLabel, Counter>::default();
+    let health = Family::<HealthLabels, Gauge>::default();
+    let failures = Family::<SecondaryLabel, Gauge>::default();
+    let now = Instant::now();
+    for rep in &m.replicas {
+        let p = rep.progress.lock().clone();
+        let h = rep.health.borrow().clone();
+        let l = SecondaryLabel {
+            secondary: rep.name.clone(),
+        };
+        acked.get_or_create(&l).set(clamp(p.acked_key));
+        lag.get_or_create(&l)
+            .set(clamp(last.saturating_sub(p.acked_key)));
+        let age = if p.acked_key < last {
+            node.metrics.timeline.age(p.acked_key + 1, now)
+        } else {
+            Duration::ZERO
+        };
+        lag_s.get_or_create(&l).set(age.as_secs_f64());
+        inflight.get_or_create(&l).set(p.inflight as i64);
+        backoff
+            .get_or_create(&l)
+            .set(i64::from(p.retry_at.is_some()));
+        retries
+            .get_or_create(&l)
+            .inc_by(rep.retries.load(Ordering::Relaxed));
+        for s in ["healthy", "suspected", "unhealthy"] {
+            health
+                .get_or_create(&HealthLabels {
+                    secondary: rep.name.clone(),
+                    status: s,
+                })
+                .set(i64::from(h.status.as_str() == s));
+        }
+        failures.get_or_create(&l).set(i64::from(h.failures));
+    }
+    r.register(
+        "replication_acked_key",
+        "The end of the prefix each secondary is known to hold",
+        acked,
+    );
+    r.register(
+        "replication_lag_messages",
+        "Messages each secondary lacks: last key - acked key",
+        lag,
+    );
+    r.register(
+        "replication_lag_seconds",
+        "Age of the oldest message each secondary lacks (0 when it lacks none)",
+        lag_s,
+    );
+    r.register(
+        "replication_inflight_batches",
+        "Replication requests in flight to each secondary",
+        inflight,
+    );
+    r.register(
+        "replication_backoff",
+        "1 while a failed replication to the secondary waits out its retry delay",
+        backoff,
+    );
+    r.register(
+        "replication_retries",
+        "Retries scheduled after failed replication requests, per secondary",
+        retries,
+    );
+    r.register(
+        "secondary_health",
+        "1 for each secondary's current heartbeat status (healthy, suspected, unhealthy), 0 for the others",
+        health,
+    );
+    r.register(
+        "heartbeat_failures_in_a_row",
+        "Heartbeats to each secondary that failed in a row",
+        failures,
+    );
+}
+
+/// Bytes of `*.seg` files in `dir` (0 if it cannot be read).
+fn segment_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_ages_keys_from_when_the_log_first_reached_them() {
+        let t0 = Instant::now();
+        let t = Timeline::new(10, t0);
+        t.record(12, t0 + Duration::from_secs(1));
+        t.record(20, t0 + Duration::from_secs(2));
+        let now = t0 + Duration::from_secs(5);
+        assert_eq!(t.age(5, now), Duration::from_secs(5), "present at start");
+        assert_eq!(t.age(11, now), Duration::from_secs(4));
+        assert_eq!(t.age(12, now), Duration::from_secs(4));
+        assert_eq!(t.age(13, now), Duration::from_secs(3));
+        assert_eq!(t.age(21, now), Duration::ZERO, "not in the log yet");
+        t.forget_below(13);
+        assert_eq!(t.age(13, now), Duration::from_secs(3));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn timeline_stays_bounded_and_only_overstates_old_ages() {
+        let t0 = Instant::now();
+        let t = Timeline::new(0, t0);
+        for k in 1..=(MAX_SAMPLES as u64 * 3) {
+            t.record(k, t0 + Duration::from_millis(k));
+        }
+        assert!(t.len() <= MAX_SAMPLES + 1, "{}", t.len());
+        let now = t0 + Duration::from_secs(1000);
+        for k in [1u64, 777, 50_000, 150_000] {
+            let exact = now - (t0 + Duration::from_millis(k));
+            assert!(t.age(k, now) >= exact, "key {k}");
+        }
+    }
+
+    #[test]
+    fn appends_are_counted_by_w_and_outcome_and_render_as_prometheus_text() {
+        let m = Metrics::new(3, true, 0);
+        let started = Instant::now();
+        m.observe_append(StatusCode::CREATED, Some(2), started);
+        m.observe_append(StatusCode::OK, Some(2), started);
+        m.observe_append(StatusCode::GATEWAY_TIMEOUT, Some(3), started);
+        m.observe_append(StatusCode::SERVICE_UNAVAILABLE, None, started);
+        m.observe_append(StatusCode::BAD_REQUEST, None, started);
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &m.events).unwrap();
+        assert!(
+            out.contains("replog_appends_total{w=\"2\",outcome=\"created\"} 1"),
+            "{out}"
+        );
+        assert!(out.contains("replog_appends_total{w=\"2\",outcome=\"duplicate\"} 1"));
+        assert!(out.contains("replog_appends_total{w=\"3\",outcome=\"timeout\"} 1"));
+        assert!(out.contains("replog_appends_refused_total{status=\"503\"} 1"));
+        assert!(out.contains("replog_appends_refused_total{status=\"400\"} 1"));
+        assert!(out.contains("replog_append_duration_seconds_count{w=\"2\"} 2"));
+        assert!(out.contains("# TYPE replog_append_duration_seconds histogram"));
+    }
+}
