@@ -21,6 +21,7 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus text): event counters and scrape-time state.
 //! - [`recovery`]: a master that lost the tail of its log takes it back from a secondary.
 //! - [`peer`]: the master's HTTP client for a secondary, with classified failures.
+//! - [`transport`]: replication connections on plain hyper, each driven by its own request.
 //! - [`protocol`]: wire types: public JSON, the binary replication batch.
 //! - [`faults`]: `/delay` and injected errors on secondaries.
 //! - [`rangeset`]: compact sets of keys.
@@ -46,4 +47,5 @@ pub mod recovery;
 pub mod replication;
 pub mod startup;
 pub mod telemetry;
+pub mod transport;
 pub mod writer;

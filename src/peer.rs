@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::StatusCode;
 
 use crate::log::{Entry, LogId};
@@ -47,6 +46,8 @@ pub struct Peer {
     /// Base URL without a trailing slash.
     pub url: String,
     client: reqwest::Client,
+    /// Replication batches go over these (see `crate::transport`); the rest over `client`.
+    batches: std::sync::Arc<crate::transport::Transport>,
     token: Option<String>,
     master_url: Option<String>,
 }
@@ -59,10 +60,17 @@ impl Peer {
         token: Option<String>,
         master_url: Option<String>,
     ) -> Self {
+        let url = url.trim_end_matches('/').to_string();
+        // Config validation checked the URL, so this cannot fail; keep a usable fallback.
+        let batches = crate::transport::Transport::new(&url)
+            .or_else(|_| crate::transport::Transport::new("http://127.0.0.1:1"))
+            .map(std::sync::Arc::new)
+            .unwrap_or_else(|_| unreachable!("a literal URL parses"));
         Peer {
             name: name.to_string(),
-            url: url.trim_end_matches('/').to_string(),
+            url,
             client,
+            batches,
             token,
             master_url,
         }
@@ -99,17 +107,28 @@ impl Peer {
         entries: &[Entry],
         timeout: Duration,
     ) -> Result<BatchAck, PeerError> {
-        let body: Bytes = protocol::encode_batch(entries);
-        let resp = self
-            .request(reqwest::Method::POST, "/replicate")
-            .header(protocol::LOG_ID_HEADER, log_id.to_string())
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
-        read_json(resp, timeout).await
+        let mut headers = vec![(protocol::LOG_ID_HEADER, log_id.to_string())];
+        if let Some(t) = &self.token {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        if let Some(m) = &self.master_url {
+            headers.push((protocol::MASTER_HEADER, m.clone()));
+        }
+        let call = crate::transport::Call {
+            method: hyper::Method::POST,
+            path: "/replicate",
+            headers: &headers,
+            content_type: "application/octet-stream",
+            body: protocol::encode_batch(entries),
+        };
+        let (status, body) = self.batches.send(&call, timeout).await?;
+        if !status.is_success() {
+            return Err(PeerError::Remote {
+                status: status.as_u16(),
+                message: error_message(status, &body),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))
     }
 
     /// `GET /replicate?from=&limit=`: up to `limit` of the secondary's visible entries from
@@ -202,6 +221,20 @@ pub struct FreshDns {
 }
 
 impl FreshDns {
+    /// The first address of `host`.
+    pub async fn lookup(&self, host: &str) -> Result<std::net::IpAddr, String> {
+        let resolver = self
+            .resolver
+            .get_or_init(FreshDns::build)
+            .as_ref()
+            .map_err(|e| e.clone())?;
+        let lookup = resolver.lookup_ip(host).await.map_err(|e| e.to_string())?;
+        lookup
+            .iter()
+            .next()
+            .ok_or_else(|| format!("no address for {host}"))
+    }
+
     fn build() -> Result<hickory_resolver::TokioResolver, String> {
         let mut builder = hickory_resolver::TokioResolver::builder_tokio()
             .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;

@@ -3,9 +3,10 @@
 //!
 //! Several nodes may append to the same file (docker-compose shares `./log/app.log`): each
 //! event is written with one `write` on a file opened in append mode, so lines from different
-//! processes interleave but never tear. Writing happens on a background thread
-//! (`tracing_appender::non_blocking`) so a slow disk or terminal does not stall requests; the
-//! returned guards flush it at exit. A burst of events is written with one syscall
+//! processes interleave but never tear. Each event is formatted once and written to both sinks
+//! by one background thread (`tracing_appender::non_blocking`), so a slow disk or terminal does
+//! not stall requests; the returned guard flushes it at exit. Per-message events go through a
+//! [`LineBudget`] so that their rate, and the cost of logging them, stays bounded under load. A burst of events is written with one syscall
 //! ([`WholeEvents`]).
 
 use std::fmt;
@@ -95,20 +96,7 @@ where
 /// Installs the global subscriber for node `node` at `level` (a `log.level` value), logging
 /// to stdout and, unless `file` is empty, appending to `file`. Keep the guards until exit.
 pub fn init(node: &str, level: &str, file: &Path) -> anyhow::Result<Vec<WorkerGuard>> {
-    let mut guards = Vec::new();
-    let filter = || EnvFilter::try_new(crate::config::level_directive(level));
-
-    let (stdout, g) = tracing_appender::non_blocking(WholeEvents::new(std::io::stdout()));
-    guards.push(g);
-    let stdout_layer = tracing_subscriber::fmt::layer()
-        .with_writer(stdout)
-        .with_ansi(false)
-        .event_format(NodeFormat {
-            node: node.to_string(),
-        })
-        .with_filter(filter()?);
-
-    let file_layer = if file.as_os_str().is_empty() {
+    let file = if file.as_os_str().is_empty() {
         None
     } else {
         if let Some(dir) = file.parent()
@@ -123,27 +111,51 @@ pub fn init(node: &str, level: &str, file: &Path) -> anyhow::Result<Vec<WorkerGu
             .append(true)
             .open(file)
             .map_err(|e| anyhow::anyhow!("cannot open log file {}: {e}", file.display()))?;
-        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .finish(WholeEvents::new(f));
-        guards.push(g);
-        Some(
-            tracing_subscriber::fmt::layer()
-                .with_writer(w)
-                .with_ansi(false)
-                .event_format(NodeFormat {
-                    node: node.to_string(),
-                })
-                .with_filter(filter()?),
-        )
+        Some(WholeEvents::new(f))
     };
-
+    // One layer formats each event once; one background thread writes it to both sinks.
+    // Lossy: if the sinks stall (a terminal nobody reads), events are dropped rather than
+    // blocking the node; with the per-kind line budget the rate is low enough for that not to
+    // happen otherwise.
+    let (writer, guard) = tracing_appender::non_blocking(Tee {
+        stdout: WholeEvents::new(std::io::stdout()),
+        file,
+    });
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(false)
+        .event_format(NodeFormat {
+            node: node.to_string(),
+        })
+        .with_filter(EnvFilter::try_new(crate::config::level_directive(level))?);
     tracing_subscriber::registry()
-        .with(stdout_layer)
-        .with(file_layer)
+        .with(layer)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
-    Ok(guards)
+    Ok(vec![guard])
+}
+
+/// Writes every event to stdout and, when configured, to the log file.
+struct Tee {
+    stdout: WholeEvents<std::io::Stdout>,
+    file: Option<WholeEvents<std::fs::File>>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
+        // stdout is best effort (a closed pipe must not silence the file); the file's errors
+        // are reported.
+        let _ = self.stdout.write_all(event);
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(event)?;
+        }
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.stdout.flush();
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
 }
 
 /// A budget of log lines per second for one kind of high-rate event (appends, replication
