@@ -420,7 +420,7 @@ fn master_state(node: &Node, m: &crate::node::MasterState, last: u64, r: &mut Re
     gauge(
         r,
         "dedup_id_bytes",
-        "Bytes of the idempotency ids remembered (each also costs about 64 bytes of index; see the README)",
+        "Bytes of the idempotency ids remembered (the index adds about 65-130 bytes per id; see the README)",
         clamp(dedup.id_bytes.load(Ordering::Relaxed)),
     );
 
