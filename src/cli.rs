@@ -7,7 +7,13 @@ use clap::{Parser, Subcommand};
 
 /// replog: a replicated, append-only message log.
 #[derive(Debug, Parser)]
-#[command(name = "replog", version, about, long_about = None)]
+#[command(
+    name = "replog",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 done; 1 failed (one line on stderr); 2 bad command line; 3 `append` timed out waiting for its write concern: the message is appended under the key named and keeps replicating (retry with the same --id to get that key)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -57,7 +63,8 @@ pub enum Command {
         /// Idempotency id: retrying with the same id never appends twice.
         #[arg(long)]
         id: Option<String>,
-        /// Give up waiting for the write concern after this long (the message stays).
+        /// Stop waiting for the write concern after this many milliseconds: exit code 3, the
+        /// message stays appended and keeps replicating.
         #[arg(long)]
         timeout_ms: Option<u64>,
         #[arg(long, default_value = "http://127.0.0.1:8000")]

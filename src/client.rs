@@ -1,7 +1,10 @@
 //! The client commands: `replog append`, `read`, `status` and `bench`.
 //!
 //! Thin clients of the public HTTP API. Errors are one clear line on stderr and a non-zero
-//! exit (via `main`), never a stack of causes.
+//! exit (via `main`), never a stack of causes. Exit codes: 0 done; 1 failed (nothing was
+//! done, or the node could not be reached); 2 bad command line (clap); 3 `append` timed out
+//! waiting for its write concern ([`AppendPending`]): the message *is* appended under the
+//! printed key and keeps replicating, so a retry with the same `--id` returns that key.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +13,18 @@ use serde_json::{Value, json};
 
 use crate::cli::Command;
 use crate::protocol::{MasterHealth, Message};
+
+/// Exit code of an `append` answered 504: appended, replication pending.
+pub const EXIT_PENDING: u8 = 3;
+
+/// `append` got a 504: the message is appended under `key` but fewer than `w` nodes held it
+/// when `--timeout-ms` ran out. `main` exits with [`EXIT_PENDING`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AppendPending {
+    pub key: u64,
+    pub message: String,
+}
 
 /// Runs a client command.
 pub async fn run(cmd: Command) -> anyhow::Result<()> {
@@ -110,6 +125,28 @@ async fn append(
         .send()
         .await
         .with_context(|| format!("cannot reach the master at {master}"))?;
+    if resp.status() == reqwest::StatusCode::GATEWAY_TIMEOUT {
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(key) = v.get("key").and_then(Value::as_u64) {
+            if as_json {
+                println!("{v}");
+            }
+            let error = v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("timed out");
+            return Err(AppendPending {
+                key,
+                message: format!("{error} (504)"),
+            }
+            .into());
+        }
+        bail!(
+            "504 Gateway Timeout: {}",
+            text.chars().take(200).collect::<String>()
+        );
+    }
     if !resp.status().is_success() {
         bail!("{}", error_of(resp).await);
     }

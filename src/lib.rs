@@ -11,7 +11,8 @@
 //! - [`telemetry`]: logging to stdout and the shared log file.
 //! - [`startup`]: [`startup::Application`]: bind, start, serve, shut down.
 //! - [`node`]: [`node::Node`], the state a running node shares; wiring of its tasks.
-//! - [`api`]: the HTTP endpoints, one router per role, one error shape.
+//! - [`api`]: the HTTP endpoints, one router per role, one error shape; the route table
+//!   (`api::routes`) carries each endpoint's OpenAPI description (`GET /openapi.json`).
 //! - [`log`]: the [`log::LogStore`] trait (the storage contract) and its implementations.
 //! - [`writer`]: the single task that writes a node's log (key assignment, group commit).
 //! - [`dedup`]: the master's idempotency index (`id` → key) over the dedup window.

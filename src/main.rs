@@ -43,8 +43,14 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // One line, whatever the causes.
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            if e.downcast_ref::<replog::client::AppendPending>().is_some() {
+                std::process::ExitCode::from(replog::client::EXIT_PENDING)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -18,7 +18,9 @@
 //! The age is exact to within the sampling interval; keys that were in the log when the master
 //! started count from its start. Samples no secondary needs any more are dropped, and at most
 //! [`MAX_SAMPLES`] are kept (beyond that, neighbours are merged, keeping the earlier time:
-//! an old lag is then overstated, never hidden).
+//! an old lag is then overstated, never hidden). A secondary that comes back empty after every
+//! secondary had caught up lacks keys whose samples were dropped: its age is then that of the
+//! oldest sample kept, a lower bound.
 //!
 //! Invariants: metric names are unique across the two registries (so the concatenated text is
 //! one valid exposition); every name starts with `replog_`.
@@ -420,7 +422,7 @@ fn master_state(node: &Node, m: &crate::node::MasterState, last: u64, r: &mut Re
     gauge(
         r,
         "dedup_id_bytes",
-        "Bytes of the idempotency ids remembered (each also costs about 64 bytes of index; see the README)",
+        "Bytes of the idempotency ids remembered (the index adds about 65-130 bytes per id; see the README)",
         clamp(dedup.id_bytes.load(Ordering::Relaxed)),
     );
 

@@ -293,12 +293,17 @@ impl WriterTask {
             let _ = reply.send(r);
         }
         for (reply, outcome) in append_replies {
-            let r = match (&append_error, &sync_error, outcome) {
-                (Some(e), _, Appended::New(_)) => Err(WriteError::Store(StoreError::Io(
+            // A duplicate of an id first appended in this same batch shares that append's fate.
+            let written_now = match outcome {
+                Appended::New(_) => true,
+                Appended::Duplicate(k) => k >= first_key,
+            };
+            let r = match (&append_error, &sync_error, written_now) {
+                (Some(e), _, true) => Err(WriteError::Store(StoreError::Io(
                     std::io::Error::other(e.clone()),
                 ))),
-                (_, Some(e), Appended::New(_)) => Err(WriteError::Sync(e.clone())),
-                (_, _, outcome) => Ok(outcome),
+                (_, Some(e), true) => Err(WriteError::Sync(e.clone())),
+                _ => Ok(outcome),
             };
             let _ = reply.send(r);
         }

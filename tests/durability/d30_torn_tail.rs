@@ -188,7 +188,10 @@ async fn d30_master_torn_tail_of_unreplicated_w1_appends_is_cut_and_the_log_goes
     assert_eq!(c.last_key().await, N as u64 + 4);
 
     // The lost key N+5 existed nowhere else: the next append takes it, and the secondaries,
-    // back, converge on the master's log (they never held the old N+5).
+    // back, converge on the master's log (they never held the old N+5). With its
+    // secondaries down the restarted master first waits out its tail recovery (503
+    // "recovering" until then): wait for read-write, as a client retrying would.
+    c.wait_mode("read-write", SECS(15)).await;
     assert_eq!(c.append("y", 1).await, N as u64 + 5);
     expected.push("y".into());
     c.nodes[1].start();
@@ -260,6 +263,8 @@ async fn d30_master_that_lost_replicated_keys_never_acknowledges_a_message_no_se
     damage_last_segment(&data_dir(&c, 0), Damage::TruncateMidRecord);
     c.nodes[0].start();
     c.wait_up(0).await;
+    // Until it has its keys back it answers 503 ("recovering"), and this append is not retried.
+    c.wait_mode("read-write", SECS(15)).await;
 
     // Act: a w=3 append, then both secondaries restart (kill -9).
     let w3 = c.spawn_append("new", 3);

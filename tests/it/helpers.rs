@@ -167,6 +167,31 @@ impl Node {
         self.paused = true;
     }
 
+    /// SIGSTOP, then waits until every thread of the process is stopped (the signal is
+    /// delivered asynchronously: a request in progress may still complete just after
+    /// `kill(2)` returns).
+    pub async fn pause_stopped(&mut self) {
+        self.pause();
+        let pid = self.pid();
+        wait_until(
+            &format!("{} stopped", self.name),
+            Duration::from_secs(10),
+            || async move {
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                    return false;
+                };
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the parenthesised command name.
+                        stat.rsplit_once(')')
+                            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+                    })
+                })
+            },
+        )
+        .await;
+    }
+
     /// SIGCONT.
     pub fn resume(&mut self) {
         self.signal(libc::SIGCONT);

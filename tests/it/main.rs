@@ -13,3 +13,7 @@ mod t60_bad_input;
 mod t65_config;
 mod t70_cluster_sizes;
 mod t80_cli;
+mod t81_idempotency;
+mod t82_tailing;
+mod t83_metrics;
+mod t84_openapi;

@@ -100,3 +100,148 @@ async fn t80_unreachable_node_is_one_error_line_and_a_non_zero_exit() {
         assert!(err.contains(&url), "{args:?} names the address: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_json_output_ids_and_timeouts_with_their_exit_codes() {
+    // Arrange
+    let mut c = TestCluster::start(2).await;
+    let master = c.master_url();
+
+    // Act + assert: --json prints the answer; --id makes a retry a duplicate.
+    let o = run_cli(&["append", "a", "--id", "i1", "--json", "--master", &master]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!((v["key"].as_u64(), v["acks"].as_u64()), (Some(1), Some(3)));
+    let o = run_cli(&["append", "a", "--id", "i1", "--master", &master]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("1 (duplicate"), "{}", stdout(&o));
+
+    // A write concern not reached in time: exit code 3, one line naming the key; with
+    // --json the 504 answer on stdout. The retry with the same id gets the same key.
+    c.nodes[2].pause_stopped().await;
+    let o = run_cli(&[
+        "append",
+        "b",
+        "--id",
+        "i2",
+        "-w",
+        "3",
+        "--timeout-ms",
+        "300",
+        "--master",
+        &master,
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error:") && err.contains("key 2") && err.contains("504"),
+        "{err}"
+    );
+    let o = run_cli(&[
+        "append",
+        "b",
+        "--id",
+        "i2",
+        "-w",
+        "3",
+        "--timeout-ms",
+        "300",
+        "--json",
+        "--master",
+        &master,
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["key"], 2);
+    c.nodes[2].resume();
+    let o = run_cli(&["append", "b", "--id", "i2", "-w", "3", "--master", &master]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("2 (duplicate"), "{}", stdout(&o));
+
+    // read --json: one JSON object per line; status --json: the master's /health.
+    c.wait_converged(&["a".into(), "b".into()], Duration::from_secs(15))
+        .await;
+    let o = run_cli(&["read", "--json", "--node", &c.url(1)]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"key": 1, "value": "a"}),
+            serde_json::json!({"key": 2, "value": "b"})
+        ]
+    );
+    let o = run_cli(&["status", "--json", "--master", &master]).await;
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["role"], "master");
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_errors_from_the_cluster_are_one_line_and_exit_1_usage_errors_exit_2() {
+    // Arrange
+    let c = TestCluster::start(1).await;
+
+    // Act + assert: refusals by the server.
+    for (args, status) in [
+        (vec!["append", "x", "--master", &c.url(1)], "421"),
+        (
+            vec!["read", "--from", "0", "--node", &c.master_url()],
+            "400",
+        ),
+        (vec!["status", "--master", &c.url(1)], "not a master"),
+    ] {
+        let o = run_cli(&args).await;
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{args:?}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error:") && err.contains(status),
+            "{args:?}: {err}"
+        );
+    }
+    // A bad command line: clap's usage error, exit 2.
+    let o = run_cli(&["append"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run_cli(&["read", "--from", "x"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_read_follow_prints_messages_as_they_arrive() {
+    use tokio::io::AsyncBufReadExt;
+
+    // Arrange: a follower on a secondary, started before anything is appended.
+    let c = TestCluster::start(1).await;
+    let mut cmd = tokio::process::Command::new(crate::helpers::BIN);
+    cmd.args(["read", "--follow", "--node", &c.url(1)])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("replog read --follow");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+
+    // Act + assert: each append shows up as a line, in order.
+    for i in 1..=3u64 {
+        c.append(&format!("m{i}"), 1).await;
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .expect("a line within 15 s")
+            .expect("read")
+            .expect("the follower is still running");
+        assert_eq!(line, format!("{i}\tm{i}"));
+    }
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still following"
+    );
+    let _ = child.kill().await;
+}

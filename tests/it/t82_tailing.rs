@@ -1,0 +1,156 @@
+//! Tailing and read-your-write with `GET /messages?wait_ms` (SPEC §2), beyond t12's basics:
+//! a long poll answers as soon as the key it waits for is visible and not before — not on a
+//! later key held aside behind a hole on a secondary, not on an earlier key — and a client
+//! reads its own write on a lagging secondary with `from=<key>`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestCluster, wait_until};
+
+/// Starts `GET path` on node `i` in the background: (answer, time taken).
+fn spawn_get(c: &TestCluster, i: usize, path: &str) -> tokio::task::JoinHandle<(Value, Duration)> {
+    let rb = c.req(reqwest::Method::GET, i, path);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let r = rb.send().await.expect("GET");
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = r.json().await.expect("JSON");
+        (v, started.elapsed())
+    })
+}
+
+async fn join(h: tokio::task::JoinHandle<(Value, Duration)>) -> (Value, Duration) {
+    tokio::time::timeout(Duration::from_secs(30), h)
+        .await
+        .expect("the long poll answers")
+        .expect("task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t82_long_poll_answers_when_its_key_arrives_not_on_an_earlier_one() {
+    // Arrange: key 1 exists; polls for key 3 on the master and on a secondary.
+    let c = TestCluster::start(1).await;
+    c.append("m1", 2).await;
+    let polls = [
+        spawn_get(&c, 0, "/messages?from=3&wait_ms=60000"),
+        spawn_get(&c, 1, "/messages?from=3&wait_ms=60000"),
+    ];
+
+    // Act: key 2 arrives everywhere; the polls wait on.
+    c.append("m2", 2).await;
+    wait_until(
+        "secondary1 shows key 2",
+        Duration::from_secs(10),
+        || async { c.messages(1).await.len() == 2 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        polls.iter().all(|p| !p.is_finished()),
+        "key 2 does not answer a poll for key 3"
+    );
+
+    // Key 3 arrives: both answer at once, with it alone, far within their 60 s.
+    let appended = Instant::now();
+    c.append("m3", 2).await;
+    for p in polls {
+        let (v, took) = join(p).await;
+        assert_eq!(v, json!([{"key": 3, "value": "m3"}]));
+        assert!(took < Duration::from_secs(30), "took {took:?}");
+    }
+    assert!(
+        appended.elapsed() < Duration::from_secs(10),
+        "the polls answered as the key arrived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t82_a_secondary_long_poll_waits_for_the_hole_not_the_key_held_aside() {
+    // Arrange: secondary1 delays the next replication request (key 2) by 2 s, so key 3
+    // arrives first and is held aside behind the hole.
+    let c = TestCluster::start(1).await;
+    c.append("m1", 2).await;
+    let poll = spawn_get(&c, 1, "/messages?from=2&wait_ms=60000");
+    c.delay(1, 2.0).await;
+
+    // Act
+    let started = Instant::now();
+    c.append("m2", 1).await;
+    c.append("m3", 1).await;
+    wait_until(
+        "key 3 held aside on secondary1",
+        Duration::from_secs(10),
+        || async {
+            c.health(1).await["held_aside"].as_u64().unwrap_or(0) >= 1
+                || c.messages(1).await.len() == 3
+        },
+    )
+    .await;
+
+    // Assert: the poll answers only once key 2 landed (after the delay), with 2 and 3.
+    let (v, _) = join(poll).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "answered before the delayed key 2 arrived: {v}"
+    );
+    assert_eq!(
+        v,
+        json!([{"key": 2, "value": "m2"}, {"key": 3, "value": "m3"}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t82_read_your_write_on_a_lagging_secondary() {
+    // Arrange: secondary1 will hold the next message back for 3 s.
+    let c = TestCluster::start(1).await;
+    c.delay(1, 3.0).await;
+
+    // Act: append with w=1 (answered before secondary1 has it), then read it there at once.
+    let key = c.append("mine", 1).await;
+    let immediate = c.get(1, &format!("/messages?from={key}")).await;
+    let started = Instant::now();
+    let r = c
+        .get(1, &format!("/messages?from={key}&wait_ms=30000"))
+        .await;
+
+    // Assert: without wait_ms the secondary does not have it yet; with it, the read waits
+    // for it and sees it.
+    assert_eq!(
+        immediate.json,
+        json!([]),
+        "secondary1 lags behind the w=1 append"
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json, json!([{"key": key, "value": "mine"}]));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered as the message landed, not at wait_ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t82_long_poll_with_limit_and_nothing_arriving() {
+    // Arrange
+    let c = TestCluster::start(1).await;
+    for i in 1..=3 {
+        c.append(&format!("m{i}"), 2).await;
+    }
+
+    // Act + assert: something at `from` answers at once, within `limit`.
+    let started = Instant::now();
+    let r = c.get(1, "/messages?from=2&limit=1&wait_ms=30000").await;
+    assert_eq!(r.json, json!([{"key": 2, "value": "m2"}]));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Nothing arrives: [] after about wait_ms, on the master and on a secondary.
+    for node in [0, 1] {
+        let started = Instant::now();
+        let r = c.get(node, "/messages?from=4&wait_ms=400").await;
+        assert_eq!((r.status, &r.json), (200, &json!([])), "node {node}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(380),
+            "node {node}"
+        );
+    }
+}
