@@ -15,8 +15,10 @@
 //! heartbeat interval plus timeout) until every secondary has answered or failed a first
 //! heartbeat, so that a tail held by a reachable secondary is recovered before the first new
 //! key. A secondary that is down then and returns later with more keys is still recovered from
-//! if the master has not assigned those keys yet; if it has, that secondary refuses the
-//! master's entries (409), which `/health` shows: logs are never mixed.
+//! as long as this master process has not assigned a key itself. Once it has, a secondary
+//! ahead of it holds keys the master never had (a script's `PUT /message`, or a tail that
+//! came back too late): nothing is adopted, that secondary refuses the master's own entries
+//! under those keys (409), and `/health` shows it: logs are never mixed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +99,10 @@ impl TailRecovery {
 
     /// The secondary of this log holding the most keys beyond the master's, if any.
     fn source(&self) -> Option<(usize, u64)> {
+        if self.writer.has_assigned_keys() {
+            // Adoption is closed (see `Writer::has_assigned_keys`).
+            return None;
+        }
         let last = *self.last_key.borrow();
         let ours = self.log_id.to_string();
         self.views

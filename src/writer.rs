@@ -15,6 +15,7 @@
 //! * the idempotency index (`id` → key) changes only together with a successful write.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +70,8 @@ enum Command {
 pub struct Writer {
     tx: mpsc::Sender<Command>,
     dedup: Arc<DedupStats>,
+    /// Set once the writer assigned its first key (see `WriterTask::assigned_keys`).
+    assigned: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -97,21 +100,36 @@ impl Writer {
         if fsync == FsyncPolicy::Interval {
             tokio::spawn(sync_every(store.clone(), fsync_interval, shutdown.clone()));
         }
+        let assigned = Arc::new(AtomicBool::new(false));
         let task = WriterTask {
             store,
             fsync,
             tracker,
             ids,
             lines: LineBudget::new(event_lines_per_s),
+            assigned_keys: assigned.clone(),
             contiguous: contiguous_tx,
         };
         let join = tokio::spawn(task.run(rx, shutdown));
-        (Writer { tx, dedup }, contiguous_rx, join)
+        (
+            Writer {
+                tx,
+                dedup,
+                assigned,
+            },
+            contiguous_rx,
+            join,
+        )
     }
 
     /// How many ids the idempotency index holds, and their bytes (master; zero otherwise).
     pub fn dedup_stats(&self) -> &DedupStats {
         &self.dedup
+    }
+
+    /// Whether this writer has assigned a key since the process started (master).
+    pub fn has_assigned_keys(&self) -> bool {
+        self.assigned.load(Ordering::Acquire)
     }
 
     /// Appends `value` under the next key (master only).
@@ -143,6 +161,11 @@ struct WriterTask {
     ids: IdIndex,
     /// Lines for "append received, key assigned" (see `LineBudget`).
     lines: LineBudget,
+    /// Whether this process has assigned a key yet. Tail recovery only adopts keys into a log
+    /// this master has not extended itself: before that, a secondary holding more than the
+    /// master holds keys the master lost; after it, keys the master never had (a script's
+    /// `PUT /message`), which must meet the master's own message and a 409 instead.
+    assigned_keys: Arc<AtomicBool>,
     /// Published end of the visible, acknowledged log.
     contiguous: watch::Sender<u64>,
 }
@@ -206,6 +229,7 @@ impl WriterTask {
             }
             let key = next;
             next += 1;
+            self.assigned_keys.store(true, Ordering::Release);
             if let Some(id) = &id {
                 self.ids.insert(id, key);
                 new_ids.push(id.clone());
@@ -314,8 +338,12 @@ impl WriterTask {
     /// Master only: takes into the log the entries that continue it exactly (keys
     /// `contiguous_key() + 1, + 2, …`), which is how a master that lost the tail of its log
     /// gets it back from a secondary (see `crate::recovery`). Anything else is left out: a key
-    /// the master already holds stays as it is, and nothing may leave a hole.
+    /// the master already holds stays as it is, and nothing may leave a hole. Once this
+    /// process has assigned a key itself, nothing is adopted any more (see `assigned_keys`).
     fn adopt(&mut self, entries: Vec<Entry>) -> Result<usize, WriteError> {
+        if self.assigned_keys.load(Ordering::Acquire) {
+            return Ok(0);
+        }
         let start = self.store.contiguous_key() + 1;
         let adoptable: Vec<Entry> = (start..)
             .zip(entries.into_iter().skip_while(|e| e.key < start))
