@@ -87,12 +87,13 @@ impl Transport {
 
     async fn send_inner(&self, call: &Call<'_>) -> Result<(hyper::StatusCode, Bytes), PeerError> {
         let reused = self.idle.lock().pop();
-        if let Some(mut conn) = reused {
-            if let Ok(answer) = self.round_trip(&mut conn, call).await {
-                self.put_back(conn);
-                return Ok(answer);
-            }
-            // Fall through: a fresh connection gets one more try.
+        // A reused connection may have been closed by the secondary while idle: on failure,
+        // a fresh connection gets one more try.
+        if let Some(mut conn) = reused
+            && let Ok(answer) = self.round_trip(&mut conn, call).await
+        {
+            self.put_back(conn);
+            return Ok(answer);
         }
         let mut conn = self.connect().await?;
         let answer = self
