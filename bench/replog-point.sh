@@ -6,7 +6,7 @@
 set -euo pipefail
 W=${1:-3}; C=${2:-64}; D=${3:-10}; EXTRA=${4:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release/replog
+BIN=${REPLOG_BIN:-$ROOT/target/release/replog}
 AB=${ANCHOR_BENCH:-/work/anchor-bench/target/release/anchor-bench}
 TMP=$(mktemp -d)
 args=(cluster --base-port 18000 --data-dir "$TMP/data" --log-file "$TMP/app.log")

@@ -47,6 +47,10 @@ pub enum Command {
         /// Extra TOML settings applied to every node (e.g. a [heartbeat] section).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Runtime threads per node (node.worker_threads): 1, a single-threaded runtime, is the
+        /// fastest when all nodes share one machine's cores; 0 = one per core.
+        #[arg(long, default_value_t = 1)]
+        worker_threads: usize,
     },
     /// Check a node's data directory offline (records, checksums, gaps); changes nothing.
     Check {

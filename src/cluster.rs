@@ -21,6 +21,8 @@ pub struct ClusterOptions {
     pub host: String,
     pub log_file: PathBuf,
     pub extra_config: Option<PathBuf>,
+    /// `node.worker_threads` of every node.
+    pub worker_threads: usize,
 }
 
 struct NodeProc {
@@ -82,6 +84,7 @@ pub async fn run(o: ClusterOptions) -> anyhow::Result<()> {
             .env("REPLOG_NODE_DATA_DIR", o.data_dir.join(&name))
             .env("REPLOG_LOG_FILE", &o.log_file)
             .env("REPLOG_FAULT_ENABLED", "true")
+            .env("REPLOG_NODE_WORKER_THREADS", o.worker_threads.to_string())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if role == "master" {

@@ -157,6 +157,9 @@ pub struct NodeSettings {
     /// When set, internal and test endpoints require `Authorization: Bearer <token>` and the
     /// master sends it.
     pub cluster_token: Option<String>,
+    /// Runtime threads: 0 = one per core; 1 = a single-threaded runtime, the fastest choice
+    /// when several nodes share a few cores (what `replog cluster` uses).
+    pub worker_threads: usize,
 }
 
 impl Default for NodeSettings {
@@ -167,6 +170,7 @@ impl Default for NodeSettings {
             listen: "0.0.0.0:8000".into(),
             data_dir: "data/master".into(),
             cluster_token: None,
+            worker_threads: 0,
         }
     }
 }
@@ -478,6 +482,8 @@ impl Settings {
                 "1 to 4096 printable characters",
             ));
         }
+
+        range_check("node.worker_threads", n.worker_threads as u64, 0, 1024)?;
 
         if n.role == Role::Master {
             let m = &self.master;

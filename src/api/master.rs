@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{ApiError, AppState, json_object, read_body};
 use crate::acks::Wait;
@@ -141,6 +141,64 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The answer to an append (201, or 200 for a duplicate id).
+#[derive(serde::Serialize)]
+struct AppendAnswer<'a> {
+    key: u64,
+    value: &'a str,
+    write_concern: u16,
+    acks: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
+/// The common shape of an append body, borrowed from it.
+#[derive(serde::Deserialize)]
+struct FastAppend<'a> {
+    #[serde(borrow)]
+    value: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    write_concern: Option<u64>,
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// The fast path of [`parse_append`]: a body of the common shape (a string value, a numeric
+/// write concern, ...) with valid values, parsed straight into types. `None` for anything
+/// else, which [`parse_append`] then judges, so both paths accept and refuse exactly alike.
+fn parse_append_fast(
+    body: &[u8],
+    all: usize,
+    settings: &crate::config::Settings,
+    max_value: usize,
+) -> Option<AppendRequest> {
+    let f: FastAppend = serde_json::from_slice(body).ok()?;
+    let w = match f.write_concern {
+        Some(w) => w,
+        None => settings.master.default_write_concern.resolve(all),
+    };
+    let id_ok =
+        f.id.as_ref()
+            .is_none_or(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);
+    let timeout_ok = f.timeout_ms.is_none_or(|t| t <= MAX_TIMEOUT_MS);
+    if w < 1 || w > all as u64 || f.value.len() > max_value || !id_ok || !timeout_ok {
+        return None;
+    }
+    Some(AppendRequest {
+        value: f.value.into_owned(),
+        w,
+        id: f.id.map(|id| id.into_owned()),
+        timeout: f
+            .timeout_ms
+            .or(settings.master.default_timeout_ms)
+            .map(Duration::from_millis),
+    })
+}
+
 /// `POST /message`.
 pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let Some(m) = &node.master else {
@@ -149,13 +207,18 @@ pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Re
     let max = node.settings.limits.max_message_bytes;
     // JSON may escape each byte of the value as up to 6 bytes.
     let body = read_body(body, max.saturating_mul(6).saturating_add(64 * 1024)).await?;
-    let req = parse_append(
-        json_object(&body)?,
-        m.tracker.nodes(),
-        node.settings.master.default_write_concern,
-        node.settings.master.default_timeout_ms,
-        max,
-    )?;
+    let all = m.tracker.nodes();
+    let req = match parse_append_fast(&body, all, &node.settings, max) {
+        Some(req) => req,
+        // Anything unusual takes the careful path, which names exactly what is wrong.
+        None => parse_append(
+            json_object(&body)?,
+            all,
+            node.settings.master.default_write_concern,
+            node.settings.master.default_timeout_ms,
+            max,
+        )?,
+    };
 
     if m.recovering.load(std::sync::atomic::Ordering::Acquire) {
         return Err(ApiError::new(
@@ -244,23 +307,23 @@ pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Re
     } else {
         value
     };
-    let mut out = json!({
-        "key": key,
-        "value": String::from_utf8_lossy(&value),
-        "write_concern": w,
-        "acks": acks,
-    });
-    if let Some(id) = req.id {
-        out["id"] = Value::String(id);
-    }
+    let out = AppendAnswer {
+        key,
+        value: &String::from_utf8_lossy(&value),
+        write_concern: w,
+        acks,
+        id: req.id.as_deref(),
+        duplicate: duplicate.then_some(true),
+    };
     let status = if duplicate {
-        out["duplicate"] = Value::Bool(true);
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let answered = axum::Extension(crate::metrics::AnsweredWith { w });
-    Ok((status, answered, axum::Json(out)).into_response())
+    let mut resp = (status, axum::Json(out)).into_response();
+    resp.extensions_mut()
+        .insert(crate::metrics::AnsweredWith { w });
+    Ok(resp)
 }
 
 /// `PUT /message` on the master: keys are assigned here, not given.
@@ -283,10 +346,45 @@ pub async fn replicate_on_master() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(body: Value) -> Result<AppendRequest, ApiError> {
         let Value::Object(m) = body else { panic!() };
         parse_append(m, 3, WriteConcern::All, None, 10)
+    }
+
+    #[test]
+    fn the_fast_path_accepts_only_what_the_careful_path_accepts_alike() {
+        let settings = crate::config::Settings::default();
+        let bodies = [
+            r#"{"value": "a"}"#,
+            r#"{"value": "a", "write_concern": 2}"#,
+            r#"{"value": "a", "write_concern": null, "id": "x", "timeout_ms": 5}"#,
+            r#"{"value": "esc\n\u00e9", "extra": [1]}"#,
+            r#"{"value": "a", "write_concern": 0}"#,
+            r#"{"value": "a", "write_concern": 4}"#,
+            r#"{"value": "a", "write_concern": "all"}"#,
+            r#"{"value": "a", "write_concern": 2.0}"#,
+            r#"{"value": "a", "id": ""}"#,
+            r#"{"value": "a", "timeout_ms": -1}"#,
+            r#"{"value": "12345678901"}"#,
+            r#"{"value": 5}"#,
+            r#"{"value": "a", "value": "b"}"#,
+        ];
+        for body in bodies {
+            let Some(fast) = parse_append_fast(body.as_bytes(), 3, &settings, 10) else {
+                continue;
+            };
+            let careful = parse_append(
+                json_object(body.as_bytes()).expect("an object"),
+                3,
+                settings.master.default_write_concern,
+                settings.master.default_timeout_ms,
+                10,
+            )
+            .expect("the careful path accepts what the fast path accepts");
+            assert_eq!(fast, careful, "{body}");
+        }
     }
 
     #[test]
