@@ -61,11 +61,7 @@ impl Peer {
         master_url: Option<String>,
     ) -> Self {
         let url = url.trim_end_matches('/').to_string();
-        // Config validation checked the URL, so this cannot fail; keep a usable fallback.
-        let batches = crate::transport::Transport::new(&url)
-            .or_else(|_| crate::transport::Transport::new("http://127.0.0.1:1"))
-            .map(std::sync::Arc::new)
-            .unwrap_or_else(|_| unreachable!("a literal URL parses"));
+        let batches = std::sync::Arc::new(crate::transport::Transport::new(&url));
         Peer {
             name: name.to_string(),
             url,
@@ -122,12 +118,7 @@ impl Peer {
             body: protocol::encode_batch(entries),
         };
         let (status, body) = self.batches.send(&call, timeout).await?;
-        if !status.is_success() {
-            return Err(PeerError::Remote {
-                status: status.as_u16(),
-                message: error_message(status, &body),
-            });
-        }
+        let body = success(status, body)?;
         serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))
     }
 
@@ -149,17 +140,7 @@ impl Peer {
             .send()
             .await
             .map_err(|e| PeerError::from_reqwest(e, timeout))?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
-        if !status.is_success() {
-            return Err(PeerError::Remote {
-                status: status.as_u16(),
-                message: error_message(status, &body),
-            });
-        }
+        let body = read_ok(resp, timeout).await?;
         protocol::decode_batch(body, max_value).map_err(|e| PeerError::BadAnswer(e.to_string()))
     }
 
@@ -179,18 +160,30 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
     timeout: Duration,
 ) -> Result<T, PeerError> {
+    let body = read_ok(resp, timeout).await?;
+    serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))
+}
+
+/// The whole body of a 2xx answer; anything else is a [`PeerError::Remote`].
+async fn read_ok(resp: reqwest::Response, timeout: Duration) -> Result<bytes::Bytes, PeerError> {
     let status = resp.status();
     let body = resp
         .bytes()
         .await
         .map_err(|e| PeerError::from_reqwest(e, timeout))?;
-    if !status.is_success() {
-        return Err(PeerError::Remote {
+    success(status, body)
+}
+
+/// `body` if `status` is a success; otherwise the error the secondary's answer describes.
+fn success(status: StatusCode, body: bytes::Bytes) -> Result<bytes::Bytes, PeerError> {
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(PeerError::Remote {
             status: status.as_u16(),
             message: error_message(status, &body),
-        });
+        })
     }
-    serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))
 }
 
 /// The `error` sentence of a JSON error body, or the start of whatever the body was.

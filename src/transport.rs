@@ -40,6 +40,8 @@ pub struct Transport {
     port: u16,
     /// `host:port`, the `Host` header.
     authority: String,
+    /// Why the base URL is unusable, if it is.
+    invalid: Option<String>,
     idle: parking_lot::Mutex<Vec<Conn>>,
     dns: FreshDns,
 }
@@ -54,23 +56,33 @@ pub struct Call<'a> {
 }
 
 impl Transport {
-    /// For a base URL like `http://secondary1:8001`.
-    pub fn new(base_url: &str) -> Result<Transport, String> {
-        let url = reqwest::Url::parse(base_url).map_err(|e| format!("{base_url}: {e}"))?;
-        let host = url
-            .host_str()
-            .ok_or_else(|| format!("{base_url} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url.port_or_known_default().unwrap_or(80);
-        Ok(Transport {
-            authority: format!("{}:{port}", url.host_str().unwrap_or(&host)),
-            host,
+    /// For a base URL like `http://secondary1:8001`. A URL that does not parse (config
+    /// validation rules it out) gives a transport whose every request fails, saying why.
+    pub fn new(base_url: &str) -> Transport {
+        let parsed = reqwest::Url::parse(base_url)
+            .map_err(|e| format!("{base_url}: {e}"))
+            .and_then(|url| {
+                let raw = url
+                    .host_str()
+                    .ok_or_else(|| format!("{base_url} has no host"))?
+                    .to_string();
+                Ok((raw, url.port_or_known_default().unwrap_or(80)))
+            });
+        let (raw_host, port, invalid) = match parsed {
+            Ok((h, p)) => (h, p, None),
+            Err(e) => (String::new(), 0, Some(e)),
+        };
+        Transport {
+            authority: format!("{raw_host}:{port}"),
+            host: raw_host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
+            invalid,
             idle: parking_lot::Mutex::new(Vec::new()),
             dns: FreshDns::default(),
-        })
+        }
     }
 
     /// Sends `call` and reads the whole answer, within `timeout`.
@@ -112,6 +124,9 @@ impl Transport {
     }
 
     async fn connect(&self) -> Result<Conn, PeerError> {
+        if let Some(why) = &self.invalid {
+            return Err(PeerError::Unreachable(why.clone()));
+        }
         let addr = match self.host.parse::<IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, self.port),
             Err(_) => {
@@ -170,13 +185,113 @@ impl Transport {
             cause.to_string()
         };
         tokio::select! {
+            biased;
             r = &mut exchange => r.map_err(|e| cause(&e)),
-            // The connection ended before the answer (reset, closed by the secondary). The
-            // exchange would wait for a reply that can no longer come: answer now.
-            r = driver => Err(match r {
-                Err(e) => cause(&e),
-                Ok(()) => "the connection was closed before the answer".to_string(),
-            }),
+            r = driver => {
+                // The connection ended. It may have delivered the whole answer just before
+                // (a server that closes after answering): one more poll collects it. If not,
+                // the answer can no longer come: fail now rather than wait for the timeout.
+                match futures::FutureExt::now_or_never(&mut exchange) {
+                    Some(answer) => answer.map_err(|e| cause(&e)),
+                    None => Err(match r {
+                        Err(e) => cause(&e),
+                        Ok(()) => "the connection was closed before the answer".to_string(),
+                    }),
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(body: &'static str) -> Call<'static> {
+        Call {
+            method: hyper::Method::POST,
+            path: "/echo",
+            headers: &[],
+            content_type: "text/plain",
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn sequential_round_trips_reuse_one_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route("/echo", axum::routing::post(|b: Bytes| async { b }));
+        let server = tokio::spawn(axum::serve(listener, app.clone()).into_future());
+        let t = Transport::new(&format!("http://{addr}"));
+        for body in ["a", "b", "c"] {
+            let (status, got) = t
+                .send(&call(body), Duration::from_secs(5))
+                .await
+                .expect("ok");
+            assert_eq!((status.as_u16(), &got[..]), (200, body.as_bytes()));
+        }
+        assert_eq!(
+            t.idle.lock().len(),
+            1,
+            "sequential requests share one connection"
+        );
+
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced_at_once() {
+        // A server that answers one request per connection, then closes it (though the answer
+        // says keep-alive): every reused connection is dead by the next request.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepts.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                drop(s);
+            }
+        });
+        let t = Transport::new(&format!("http://{addr}"));
+        for _ in 0..3 {
+            let (status, got) = t
+                .send(&call("x"), Duration::from_secs(5))
+                .await
+                .expect("ok");
+            assert_eq!((status.as_u16(), &got[..]), (200, &b"ok"[..]));
+            // Let the close reach the client before the next request.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn failures_are_classified() {
+        let bad = Transport::new("not a url");
+        assert!(matches!(
+            bad.send(&call("x"), Duration::from_secs(1)).await,
+            Err(PeerError::Unreachable(_))
+        ));
+        // A port nobody listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let closed = Transport::new(&format!("http://{addr}"));
+        assert!(matches!(
+            closed.send(&call("x"), Duration::from_secs(1)).await,
+            Err(PeerError::Unreachable(_))
+        ));
     }
 }
