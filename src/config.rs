@@ -198,6 +198,9 @@ pub struct MasterSettings {
     /// with an older id appends again); default: the whole log. See `crate::dedup` for the
     /// memory cost per remembered id.
     pub dedup_window: Option<u64>,
+    /// Appends in progress at once (waiting for the writer or for their write concern); past
+    /// it the master answers 503 with Retry-After instead of holding more in memory.
+    pub max_pending_appends: usize,
 }
 
 impl Default for MasterSettings {
@@ -218,6 +221,7 @@ impl Default for MasterSettings {
             default_timeout_ms: None,
             advertise_url: None,
             dedup_window: None,
+            max_pending_appends: 65_536,
         }
     }
 }
@@ -536,6 +540,12 @@ impl Settings {
             if let Some(u) = &m.advertise_url {
                 check_url("master.advertise_url", u)?;
             }
+            range_check(
+                "master.max_pending_appends",
+                m.max_pending_appends as u64,
+                1,
+                10_000_000,
+            )?;
             if let Some(w) = m.dedup_window {
                 range_check("master.dedup_window", w, 1, MAX_DEDUP_WINDOW).map_err(|_| {
                     invalid(

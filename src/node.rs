@@ -30,6 +30,8 @@ use crate::writer::Writer;
 /// The master-only part of a node.
 pub struct MasterState {
     pub tracker: Arc<AckTracker>,
+    /// One permit per append in progress (`master.max_pending_appends`): backpressure.
+    pub pending: Arc<tokio::sync::Semaphore>,
     /// Set while the master recovers the tail of its log from a secondary (appends wait with
     /// 503); see `crate::recovery`.
     pub recovering: Arc<AtomicBool>,
@@ -282,6 +284,9 @@ fn start_master(
     };
     tasks.push(tokio::spawn(recovery.run()));
     Ok(MasterState {
+        pending: Arc::new(tokio::sync::Semaphore::new(
+            settings.master.max_pending_appends,
+        )),
         tracker,
         recovering,
         replicas,

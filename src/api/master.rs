@@ -3,7 +3,9 @@
 //! Order of checks (each refusal changes nothing): body readable and within the size limit
 //! (413), JSON with a string `value` and valid `write_concern` / `id` / `timeout_ms` (400),
 //! value size (413), quorum (503 + Retry-After, decided before a key is assigned). Only then
-//! does the writer assign a key. After that the answer is 201 (or 200 for a duplicate `id`)
+//! does the writer assign a key. A bounded number of appends may be in progress at once
+//! (`master.max_pending_appends`, 503 + Retry-After beyond it), so memory stays bounded however
+//! many clients wait on a write concern that cannot be met. After that the answer is 201 (or 200 for a duplicate `id`)
 //! once w nodes hold the message, or 504 when `timeout_ms` runs out first: the message is in
 //! the log and keeps replicating — a timeout never removes it.
 
@@ -220,6 +222,18 @@ pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Re
         )?,
     };
 
+    // Held until the answer: the number of appends in memory at once is bounded.
+    let Ok(_permit) = m.pending.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the master has {} appends in progress (master.max_pending_appends); nothing was appended, retry in a moment",
+                node.settings.master.max_pending_appends
+            ),
+        )
+        .with("mode", "overloaded")
+        .retry_after(1));
+    };
     if m.recovering.load(std::sync::atomic::Ordering::Acquire) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -17,3 +17,4 @@ mod t81_idempotency;
 mod t82_tailing;
 mod t83_metrics;
 mod t84_openapi;
+mod t85_backpressure;
