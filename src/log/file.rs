@@ -803,7 +803,15 @@ fn check_numbering(dir: &Path, numbers: &[u32]) -> StoreResult<()> {
     Ok(())
 }
 
+/// How long opening waits for a held lock before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
 /// Takes the directory's exclusive lock, or explains who holds it.
+///
+/// A lock held briefly is waited for (up to [`LOCK_WAIT`]): a predecessor that is still
+/// exiting, or a child process forked by another thread that has not reached `exec` yet (it
+/// shares the lock's open file until then), lets go within moments. A second node on the same
+/// directory holds it for good and is refused.
 fn lock_dir(dir: &Path) -> StoreResult<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -812,7 +820,13 @@ fn lock_dir(dir: &Path) -> StoreResult<File> {
         .create(true)
         .truncate(false)
         .open(&path)?;
-    match file.try_lock() {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut held = file.try_lock();
+    while matches!(held, Err(fs::TryLockError::WouldBlock)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        held = file.try_lock();
+    }
+    match held {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(StoreError::Io(io::Error::new(
             io::ErrorKind::WouldBlock,
