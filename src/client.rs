@@ -332,7 +332,12 @@ pub async fn bench(o: BenchOptions) -> anyhow::Result<()> {
             first_error = r.first_error;
         }
     }
-    let secs = o.duration.as_secs_f64();
+    // The measured window: warm-up to the end, or to when the op budget ran out.
+    let finished = Instant::now().min(end);
+    let secs = finished
+        .saturating_duration_since(measure_from)
+        .as_secs_f64()
+        .max(1e-3);
     let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
     let result = json!({
         "clients": o.clients, "write_concern": o.write_concern, "value_bytes": o.size,
