@@ -47,6 +47,29 @@ fn invalid(setting: &str, value: impl std::fmt::Debug, allowed: impl Into<String
     }
 }
 
+/// A secret setting (the cluster token): its `Debug` form never shows the value, so printing
+/// settings cannot leak it into logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself: only for sending and comparing it, never for logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// A node's role in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,7 +179,11 @@ pub struct NodeSettings {
     pub data_dir: PathBuf,
     /// When set, internal and test endpoints require `Authorization: Bearer <token>` and the
     /// master sends it.
-    pub cluster_token: Option<String>,
+    pub cluster_token: Option<Secret>,
+    /// A file holding the cluster token (surrounding whitespace trimmed), readable by its owner
+    /// only; the alternative to `cluster_token`, so the token stays out of config files and
+    /// environment listings. Read once, at startup, into `cluster_token`.
+    pub cluster_token_file: Option<PathBuf>,
     /// Runtime threads: 0 = one per core; 1 = a single-threaded runtime, the fastest choice
     /// when several nodes share a few cores (what `replog cluster` uses).
     pub worker_threads: usize,
@@ -170,6 +197,7 @@ impl Default for NodeSettings {
             listen: "0.0.0.0:8000".into(),
             data_dir: "data/master".into(),
             cluster_token: None,
+            cluster_token_file: None,
             worker_threads: 0,
         }
     }
@@ -362,18 +390,44 @@ pub struct FaultSettings {
     pub error_rate: f64,
 }
 
+/// Bounds on what one client can make a node hold: message and header sizes, how long a
+/// request may take to arrive, and how many connections are served at once (see
+/// `crate::server`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Largest message value, in bytes (413 above).
     pub max_message_bytes: usize,
+    /// Connections served at once; a connection beyond it is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's line and headers; also how long an idle
+    /// keep-alive connection stays open. The connection is closed after it.
+    pub header_read_timeout_ms: u64,
+    /// Most bytes of a request's line and headers together (431 above).
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request body, once its headers are in (408 after).
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             max_message_bytes: 1 << 20,
+            max_connections: 1024,
+            header_read_timeout_ms: 30_000,
+            max_header_bytes: 64 << 10,
+            body_read_timeout_ms: 60_000,
         }
+    }
+}
+
+impl LimitSettings {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 }
 
@@ -388,6 +442,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("node", "listen"),
     ("node", "data_dir"),
     ("node", "cluster_token"),
+    ("node", "cluster_token_file"),
     ("master", "advertise_url"),
     ("master", "default_write_concern"),
     ("secondary", "master_url"),
@@ -477,14 +532,8 @@ impl Settings {
         if n.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", &n.data_dir, "a directory path"));
         }
-        if let Some(t) = &n.cluster_token
-            && (t.is_empty() || t.len() > 4096 || t.chars().any(|c| c.is_control()))
-        {
-            return Err(invalid(
-                "node.cluster_token",
-                "<hidden>",
-                "1 to 4096 printable characters",
-            ));
+        if let Some(t) = &n.cluster_token {
+            check_token("node.cluster_token", t.expose())?;
         }
 
         range_check("node.worker_threads", n.worker_threads as u64, 0, 1024)?;
@@ -648,11 +697,36 @@ impl Settings {
                 "a probability from 0.0 to 1.0",
             ));
         }
+        let l = &self.limits;
         range_check(
             "limits.max_message_bytes",
-            self.limits.max_message_bytes as u64,
+            l.max_message_bytes as u64,
             1,
             64 << 20,
+        )?;
+        range_check(
+            "limits.max_connections",
+            l.max_connections as u64,
+            1,
+            1_000_000,
+        )?;
+        range_check(
+            "limits.header_read_timeout_ms",
+            l.header_read_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        range_check(
+            "limits.max_header_bytes",
+            l.max_header_bytes as u64,
+            1024,
+            1 << 20,
+        )?;
+        range_check(
+            "limits.body_read_timeout_ms",
+            l.body_read_timeout_ms,
+            100,
+            3_600_000,
         )?;
         Ok(())
     }
@@ -675,6 +749,68 @@ fn range_check(setting: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigErro
     Ok(())
 }
 
+/// A token travels in an HTTP header: visible ASCII only (no spaces), 1 to 4096 bytes. The
+/// value is never echoed in the error.
+fn check_token(setting: &str, token: &str) -> Result<(), ConfigError> {
+    if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            setting,
+            "<hidden>",
+            "1 to 4096 visible ASCII characters (no spaces or control characters)",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `node.cluster_token_file` into `node.cluster_token`. Refuses a file that group or
+/// others may read (the token would be only as secret as the least careful user of the
+/// machine), an empty one, and a token set both inline and by file.
+fn read_token_file(settings: &mut Settings) -> Result<(), ConfigError> {
+    const SETTING: &str = "node.cluster_token_file";
+    let Some(path) = settings.node.cluster_token_file.clone() else {
+        return Ok(());
+    };
+    if settings.node.cluster_token.is_some() {
+        return Err(invalid(
+            SETTING,
+            &path,
+            "leave it out when node.cluster_token is set (set one of the two)",
+        ));
+    }
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| invalid(SETTING, &path, format!("a readable file ({e})")))?;
+    if !meta.is_file() {
+        return Err(invalid(SETTING, &path, "a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                SETTING,
+                &path,
+                format!(
+                    "a file only its owner can read, but its mode is {mode:03o} (chmod 600 it)"
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid(SETTING, &path, format!("a readable UTF-8 file ({e})")))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(invalid(
+            SETTING,
+            &path,
+            "a file holding the token; it is empty",
+        ));
+    }
+    check_token(SETTING, token)?;
+    settings.node.cluster_token = Some(Secret::new(token));
+    Ok(())
+}
+
 fn check_url(setting: &str, url: &str) -> Result<(), ConfigError> {
     match reqwest::Url::parse(url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
@@ -688,8 +824,8 @@ fn check_url(setting: &str, url: &str) -> Result<(), ConfigError> {
 
 /// Deserialises and validates a merged table.
 fn typed(table: toml::Table) -> Result<Settings, ConfigError> {
-    let settings: Settings =
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+    let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| {
             ConfigError::Type {
                 setting: e.path().to_string(),
                 // The deserializer appends its own "in `path`" line; the setting is named already.
@@ -702,6 +838,7 @@ fn typed(table: toml::Table) -> Result<Settings, ConfigError> {
                     .to_string(),
             }
         })?;
+    read_token_file(&mut settings)?;
     settings.validate()?;
     Ok(settings)
 }

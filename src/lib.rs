@@ -10,6 +10,7 @@
 //! - [`config`]: typed settings, layered (defaults, TOML, `REPLOG_*`), validated once.
 //! - [`telemetry`]: logging to stdout and the shared log file.
 //! - [`startup`]: [`startup::Application`]: bind, start, serve, shut down.
+//! - [`server`]: the HTTP/1.1 accept loop and its limits (connections, header size and time).
 //! - [`node`]: [`node::Node`], the state a running node shares; wiring of its tasks.
 //! - [`api`]: the HTTP endpoints, one router per role, one error shape; the route table
 //!   (`api::routes`) carries each endpoint's OpenAPI description (`GET /openapi.json`).
@@ -46,6 +47,7 @@ pub mod protocol;
 pub mod rangeset;
 pub mod recovery;
 pub mod replication;
+pub mod server;
 pub mod startup;
 pub mod telemetry;
 pub mod transport;

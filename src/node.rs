@@ -196,7 +196,11 @@ fn start_master(
     let client = Peer::http_client();
     let heartbeat_client = Peer::http_client();
     let advertise = settings.master.advertise_url.clone();
-    let token = settings.node.cluster_token.clone();
+    let token = settings
+        .node
+        .cluster_token
+        .as_ref()
+        .map(|t| t.expose().to_string());
 
     let mut senders = Vec::new();
     let mut replicas = Vec::new();

@@ -19,6 +19,7 @@ use crate::node::Node;
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    limits: crate::config::LimitSettings,
     tasks: Vec<JoinHandle<()>>,
     /// Cancelled once, at shutdown: every background task of the node watches it.
     shutdown: CancellationToken,
@@ -32,6 +33,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (node.listen): {e}"))?;
         let shutdown = CancellationToken::new();
         let role = settings.node.role;
+        let limits = settings.limits.clone();
         let (node, tasks) = Node::start(settings, shutdown.clone()).await?;
         tracing::info!(
             role = ?role,
@@ -46,6 +48,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
+            limits,
             tasks,
             shutdown,
         })
@@ -71,11 +74,10 @@ impl Application {
         });
         // Waiting appends may block for ever (w not reachable); give requests a moment to
         // finish, then stop serving regardless.
-        let graceful = shutdown.clone();
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { graceful.cancelled().await });
+        let serve =
+            crate::server::serve(self.listener, self.router, &self.limits, shutdown.clone());
         tokio::select! {
-            r = serve => r?,
+            _ = serve => {}
             _ = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(Duration::from_secs(2)).await;

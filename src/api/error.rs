@@ -17,6 +17,8 @@ pub struct ApiError {
     pub extra: Map<String, Value>,
     pub retry_after_s: Option<u64>,
     pub allow: Option<&'static str>,
+    /// More headers for the answer (`WWW-Authenticate` on a 401, `Connection: close`).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             extra: Map::new(),
             retry_after_s: None,
             allow: None,
+            headers: Vec::new(),
         }
     }
 
@@ -55,6 +58,11 @@ impl ApiError {
 
     pub fn allow(mut self, methods: &'static str) -> Self {
         self.allow = Some(methods);
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 }
@@ -92,6 +100,9 @@ impl IntoResponse for ApiError {
         if let Some(a) = self.allow {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(a));
+        }
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
         }
         resp
     }

@@ -85,7 +85,7 @@ pub fn parse_append(
     };
     let timeout_ms = match obj.get("timeout_ms") {
         None | Some(Value::Null) => default_timeout_ms,
-        Some(v) => match v.as_u64() {
+        Some(v) => match super::json_uint(v) {
             Some(t) if t <= MAX_TIMEOUT_MS => Some(t),
             _ => {
                 return Err(ApiError::bad_request(format!(
@@ -119,10 +119,7 @@ fn parse_write_concern(v: &Value, all: usize) -> Result<u64, ApiError> {
         ))
     };
     match v {
-        Value::Number(n) => match n.as_u64() {
-            Some(w) => Ok(w),
-            None => Err(bad()),
-        },
+        Value::Number(_) => super::json_uint(v).ok_or_else(bad),
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
             "all" => Ok(WriteConcern::All.resolve(all)),
             "majority" => Ok(WriteConcern::Majority.resolve(all)),
@@ -208,7 +205,12 @@ pub async fn post_message(State(node): State<AppState>, body: Body) -> Result<Re
     };
     let max = node.settings.limits.max_message_bytes;
     // JSON may escape each byte of the value as up to 6 bytes.
-    let body = read_body(body, max.saturating_mul(6).saturating_add(64 * 1024)).await?;
+    let body = read_body(
+        body,
+        max.saturating_mul(6).saturating_add(64 * 1024),
+        node.settings.limits.body_read_timeout(),
+    )
+    .await?;
     let all = m.tracker.nodes();
     let req = match parse_append_fast(&body, all, &node.settings, max) {
         Some(req) => req,

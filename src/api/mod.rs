@@ -64,19 +64,43 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 const DRAIN_BYTES: usize = 32 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads a body of at most `limit` bytes: 413 above it.
+/// Reads a body of at most `limit` bytes: 413 above it; 408 when it has not all arrived
+/// within `timeout` (`limits.body_read_timeout_ms`), so a client trickling its body cannot
+/// hold a request open for ever.
 ///
 /// A body over the limit is not answered at once: the rest of it (up to [`DRAIN_BYTES`], for
 /// up to [`DRAIN_TIME`]) is read and dropped first. Closing a socket with unread request
 /// bytes makes the kernel reset the connection, and a client still sending its body would
 /// then see a broken pipe instead of the 413 (a "lingering close", as nginx does).
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
 
     let mut body = body;
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} ms (limits.body_read_timeout_ms)",
+                        timeout.as_millis()
+                    ),
+                )
+                .with_header(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                ));
+            }
+        };
         let frame = frame
             .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
         let Ok(data) = frame.into_data() else {
@@ -116,21 +140,28 @@ async fn drain(mut body: Body) {
 }
 
 /// Checks `Authorization: Bearer <cluster_token>` when a token is configured (401 otherwise).
+///
+/// The header is compared as bytes (a value that is not visible ASCII is simply wrong, never
+/// an error of its own), the scheme name case-insensitively (RFC 9110 §11.1).
 pub fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &node.settings.node.cluster_token else {
         return Ok(());
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        .map(|v| v.as_bytes())
+        .and_then(|v| (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..]))
+        .unwrap_or(b"");
+    if constant_time_eq(given, token.expose().as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "this internal endpoint needs `Authorization: Bearer <cluster_token>`",
+        )
+        .with_header(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"replog\""),
         ))
     }
 }
@@ -145,6 +176,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     diff == 0
+}
+
+/// Largest integer a request may carry (the OpenAPI document says `int64`).
+pub const MAX_INT: u64 = i64::MAX as u64;
+
+/// A JSON number that is a whole number from 0 to [`MAX_INT`]. As in JSON Schema, `3.0` is
+/// the integer 3 (some clients write every number as a float).
+pub fn json_uint(v: &serde_json::Value) -> Option<u64> {
+    let n = v.as_number()?;
+    if let Some(u) = n.as_u64() {
+        return (u <= MAX_INT).then_some(u);
+    }
+    let f = n.as_f64()?;
+    // Beyond 2^53 a float no longer says which integer it is.
+    (f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0).then_some(f as u64)
+}
+
+/// A query parameter that must be a whole number from 0 to [`MAX_INT`].
+pub fn query_uint(name: &str, v: &str) -> Result<u64, ApiError> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= MAX_INT)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "query parameter `{name}` must be an integer from 0 to {MAX_INT}, got {v:?}"
+            ))
+        })
 }
 
 /// Parses a JSON object body; 400 with a clear sentence otherwise.
@@ -162,16 +221,44 @@ pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Va
 mod tests {
     use super::{constant_time_eq, read_body};
     use axum::body::Body;
+    use futures::StreamExt;
 
     #[tokio::test]
     async fn bodies_within_the_limit_are_read_whole_and_larger_ones_are_413() {
         let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("ab"), Ok("cd")];
         let body = Body::from_stream(futures::stream::iter(chunks));
-        assert_eq!(&read_body(body, 4).await.unwrap()[..], b"abcd");
-        assert_eq!(&read_body(Body::from("x"), 1).await.unwrap()[..], b"x");
-        assert!(read_body(Body::empty(), 0).await.unwrap().is_empty());
-        let e = read_body(Body::from("abcde"), 4).await.unwrap_err();
+        assert_eq!(&read_body(body, 4, T).await.unwrap()[..], b"abcd");
+        assert_eq!(&read_body(Body::from("x"), 1, T).await.unwrap()[..], b"x");
+        assert!(read_body(Body::empty(), 0, T).await.unwrap().is_empty());
+        let e = read_body(Body::from("abcde"), 4, T).await.unwrap_err();
         assert_eq!(e.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    const T: std::time::Duration = std::time::Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_408() {
+        let first: Result<&'static str, std::io::Error> = Ok("ab");
+        let stalled = futures::stream::iter([first]).chain(futures::stream::pending());
+        let short = std::time::Duration::from_millis(50);
+        let e = read_body(Body::from_stream(stalled), 100, short)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn integers_as_json_schema_sees_them() {
+        use super::json_uint;
+        use serde_json::json;
+        assert_eq!(json_uint(&json!(3)), Some(3));
+        assert_eq!(json_uint(&json!(3.0)), Some(3));
+        assert_eq!(json_uint(&json!(3.5)), None);
+        assert_eq!(json_uint(&json!(-1)), None);
+        assert_eq!(json_uint(&json!(-1.0)), None);
+        assert_eq!(json_uint(&json!(u64::MAX)), None);
+        assert_eq!(json_uint(&json!(1e300)), None);
+        assert_eq!(json_uint(&json!("3")), None);
     }
 
     #[test]

@@ -53,10 +53,11 @@ pub struct AppendBody {
     pub write_concern: Option<WriteConcernDoc>,
     /// Idempotency key, 1 to 256 bytes: an append with an id already in the log (within
     /// `master.dedup_window`) appends nothing and answers 200 with the original key.
-    #[schema(example = "order-7f3a")]
+    #[schema(example = "order-7f3a", min_length = 1, max_length = 256)]
     pub id: Option<String>,
     /// Stop waiting for the write concern after this long (0 to 86400000) and answer 504; the
     /// message stays appended. Default `master.default_timeout_ms` (none: wait forever).
+    #[schema(maximum = 86_400_000, example = 5000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -91,9 +92,11 @@ pub struct TimeoutAnswer {
 #[derive(Serialize, ToSchema)]
 pub struct PutBody {
     /// ≥ 1.
+    #[schema(minimum = 1)]
     pub key: u64,
     pub value: String,
-    /// The client's idempotency id, when the message had one.
+    /// The client's idempotency id, when the message had one (1 to 256 bytes).
+    #[schema(min_length = 1, max_length = 256)]
     pub id: Option<String>,
 }
 
@@ -109,11 +112,26 @@ pub struct PutAnswer {
     pub instance: String,
 }
 
+/// A binary replication batch (layout in `crate::protocol`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct BatchBytes(Vec<u8>);
+
+/// `GET /health` answer: the master's or a secondary's.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum HealthAnswer {
+    Master(crate::protocol::MasterHealth),
+    Secondary(crate::protocol::SecondaryHealth),
+}
+
 /// `POST /delay` body (test).
 #[derive(Serialize, ToSchema)]
 pub struct DelayBody {
     /// Seconds (0 to 86400; a number or a numeric string) the next replication request waits.
-    #[schema(value_type = f64, example = 30)]
+    #[schema(value_type = f64, example = 30, minimum = 0, maximum = 86_400)]
     pub value: f64,
 }
 
@@ -128,6 +146,7 @@ pub struct DelayAnswer {
 #[derive(Serialize, ToSchema)]
 pub struct FaultBody {
     /// Probability (0.0 to 1.0) that a replication request is stored and then answered 500.
+    #[schema(minimum = 0, maximum = 1)]
     pub error_rate: f64,
 }
 
@@ -144,11 +163,13 @@ pub struct FaultAnswer {
 #[allow(dead_code)]
 pub struct MessagesQuery {
     /// First key (default 1, at least 1).
+    #[param(minimum = 1)]
     from: Option<u64>,
     /// At most this many messages (default: all).
     limit: Option<u64>,
     /// Long poll: when the node holds nothing at or after `from`, wait up to this many
     /// milliseconds (at most 600000) for it.
+    #[param(maximum = 600_000)]
     wait_ms: Option<u64>,
 }
 
@@ -157,9 +178,11 @@ pub struct MessagesQuery {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct BatchQuery {
-    /// First key (default 1).
+    /// First key (default 1, at least 1).
+    #[param(minimum = 1)]
     from: Option<u64>,
     /// At most this many entries (default and maximum 4096).
+    #[param(maximum = 4096)]
     limit: Option<u64>,
 }
 

@@ -42,11 +42,7 @@ fn parse_query(q: &HashMap<String, String>) -> Result<ReadQuery, ApiError> {
     let num = |name: &str| -> Result<Option<u64>, ApiError> {
         match q.get(name) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "query parameter `{name}` must be a non-negative integer, got {v:?}"
-                ))
-            }),
+            Some(v) => super::query_uint(name, v).map(Some),
         }
     };
     let from = num("from")?.unwrap_or(1);

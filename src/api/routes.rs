@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 
 use super::openapi::*;
 use super::{ApiError, AppState, master, reads, secondary};
-use crate::protocol::{BatchAck, Heartbeat, MasterHealth, Message, SecondaryHealth};
+use crate::protocol::{BatchAck, Heartbeat, Message};
 
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
@@ -79,10 +79,7 @@ async fn get_messages(state: State<AppState>, query: QueryMap) -> Result<Respons
 #[utoipa::path(
     get, path = "/health", tag = "public",
     responses(
-        (status = 200, description = "Master: MasterHealth; secondary: SecondaryHealth", content(
-            (MasterHealth = "application/json"),
-            (SecondaryHealth = "application/json"),
-        )),
+        (status = 200, description = "Master: MasterHealth; secondary: SecondaryHealth", body = HealthAnswer),
     ),
     extensions(("x-replog-roles" = json!(["master", "secondary"]))),
 )]
@@ -139,6 +136,7 @@ async fn openapi_document() -> Response {
         (status = 201, description = "Appended; `write_concern` nodes hold it", body = AppendAnswer),
         (status = 200, description = "Duplicate `id`: nothing appended; the original key (`duplicate: true`)", body = AppendAnswer),
         (status = 400, description = "Not a JSON object, `value` missing or not a string, `write_concern` outside 1..=ALL, bad `id` or `timeout_ms`", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `limits.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "`value` over `limits.max_message_bytes`", body = ErrorBody),
         (status = 421, description = "Sent to a secondary: the body names the master (`master`)", body = ErrorBody),
         (status = 503, description = "Read-only (no quorum; `available`, `quorum`) or recovering after a restart; nothing appended", body = ErrorBody,
@@ -184,6 +182,7 @@ async fn post_message(State(node): State<AppState>, body: Body) -> Response {
         (status = 401, description = "`cluster_token` set and not given", body = ErrorBody),
         (status = 405, description = "On the master", body = ErrorBody),
         (status = 409, description = "The key holds another message; nothing changed", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `limits.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "Value too large", body = ErrorBody),
         (status = 500, description = "Injected fault (`fault.error_rate`): stored, then answered 500", body = ErrorBody),
     ),
@@ -206,15 +205,16 @@ async fn put_message(State(node): State<AppState>, headers: HeaderMap, body: Bod
 /// identity. Answered 2xx only after the entries are written. On the master: 405.
 #[utoipa::path(
     post, path = "/replicate", tag = "internal",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+    request_body(content = BatchBytes, content_type = "application/octet-stream",
         description = "version u8 = 1, count u32, then count × (key u64, id_len u16, value_len u32, id, value); little-endian"),
-    params(("x-replog-log-id" = String, Header, description = "The master's log identity (32 hex digits)")),
+    params(("x-replog-log-id" = String, Header, pattern = "^[0-9a-f]{32}$", description = "The master's log identity (32 hex digits)")),
     responses(
         (status = 200, description = "Stored", body = BatchAck),
         (status = 400, description = "Malformed batch or missing log identity", body = ErrorBody),
         (status = 401, description = "`cluster_token` set and not given", body = ErrorBody),
         (status = 405, description = "On the master", body = ErrorBody),
         (status = 409, description = "Another log identity, or a key holding another message; nothing changed", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `limits.body_read_timeout_ms`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 500, description = "Injected fault: stored, then answered 500", body = ErrorBody),
     ),
@@ -237,7 +237,7 @@ async fn post_replicate(State(node): State<AppState>, headers: HeaderMap, body: 
     get, path = "/replicate", tag = "internal",
     params(BatchQuery),
     responses(
-        (status = 200, description = "Entries in the POST /replicate layout", body = Vec<u8>,
+        (status = 200, description = "Entries in the POST /replicate layout", body = BatchBytes,
             content_type = "application/octet-stream"),
         (status = 400, description = "Bad query", body = ErrorBody),
         (status = 401, description = "`cluster_token` set and not given", body = ErrorBody),
@@ -258,6 +258,7 @@ async fn get_replicate(state: State<AppState>, headers: HeaderMap, query: QueryM
     responses(
         (status = 200, description = "Armed", body = DelayAnswer),
         (status = 400, description = "Negative or non-numeric seconds", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `limits.body_read_timeout_ms`", body = ErrorBody),
         (status = 401, description = "`cluster_token` set and not given", body = ErrorBody),
         (status = 404, description = "`fault.enabled` is false", body = ErrorBody),
     ),
@@ -290,6 +291,7 @@ async fn get_fault(state: State<AppState>, headers: HeaderMap) -> Response {
     responses(
         (status = 200, description = "Changed", body = FaultAnswer),
         (status = 400, description = "Not a probability", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `limits.body_read_timeout_ms`", body = ErrorBody),
         (status = 401, description = "`cluster_token` set and not given", body = ErrorBody),
         (status = 404, description = "`fault.enabled` is false", body = ErrorBody),
     ),

@@ -44,8 +44,11 @@ pub async fn post_on_secondary(State(node): State<AppState>) -> ApiError {
 }
 
 /// Remembers the master's URL from its request headers (unless configured).
+///
+/// With a cluster token, only a request carrying it teaches the address: `GET /heartbeat`
+/// is public, and anyone could otherwise make this node point clients at another "master".
 pub(crate) fn learn_master(node: &AppState, headers: &HeaderMap) {
-    if node.settings.secondary.master_url.is_some() {
+    if node.settings.secondary.master_url.is_some() || authorize(node, headers).is_err() {
         return;
     }
     if let Some(url) = headers
@@ -110,7 +113,7 @@ pub async fn replicate(
         .max(max_value)
         .saturating_mul(2)
         .saturating_add(16 << 20);
-    let body = read_body(body, limit).await?;
+    let body = read_body(body, limit, node.settings.limits.body_read_timeout()).await?;
     let entries = protocol::decode_batch(body, max_value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
 
@@ -192,16 +195,22 @@ pub async fn read_batch(
     let axum::extract::Query(q) =
         query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
     let num = |name: &str, default: u64| -> Result<u64, ApiError> {
-        q.get(name).map_or(Ok(default), |v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "`{name}` must be a non-negative integer, got {v:?}"
-                ))
-            })
-        })
+        q.get(name)
+            .map_or(Ok(default), |v| super::query_uint(name, v))
     };
-    let from = num("from", 1)?.max(1);
-    let limit = num("limit", MAX_READ_BATCH)?.min(MAX_READ_BATCH) as usize;
+    let from = num("from", 1)?;
+    if from == 0 {
+        return Err(ApiError::bad_request(
+            "`from` must be ≥ 1 (keys start at 1)",
+        ));
+    }
+    let limit = num("limit", MAX_READ_BATCH)?;
+    if limit > MAX_READ_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be at most {MAX_READ_BATCH}, got {limit}"
+        )));
+    }
+    let limit = limit as usize;
     let acknowledged = node.acknowledged_key();
     let mut entries = node
         .store
@@ -224,14 +233,20 @@ pub async fn put_message(
 ) -> Result<Response, ApiError> {
     authorize(&node, &headers)?;
     let max = node.settings.limits.max_message_bytes;
-    let body = read_body(body, max.saturating_mul(6).saturating_add(64 * 1024)).await?;
+    let body = read_body(
+        body,
+        max.saturating_mul(6).saturating_add(64 * 1024),
+        node.settings.limits.body_read_timeout(),
+    )
+    .await?;
     let obj = json_object(&body)?;
     let key = match obj.get("key") {
-        Some(v) => match v.as_u64() {
+        Some(v) => match super::json_uint(v) {
             Some(k) if k >= 1 => k,
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "`key` must be an integer ≥ 1, got {v}"
+                    "`key` must be an integer from 1 to {}, got {v}",
+                    super::MAX_INT
                 )));
             }
         },
@@ -317,7 +332,7 @@ pub async fn delay(
 ) -> Result<Response, ApiError> {
     faults_enabled(&node)?;
     authorize(&node, &headers)?;
-    let body = read_body(body, 64 * 1024).await?;
+    let body = read_body(body, 64 * 1024, node.settings.limits.body_read_timeout()).await?;
     let obj = json_object(&body)?;
     let secs = match obj.get("value") {
         Some(Value::Number(n)) => n.as_f64(),
@@ -367,7 +382,7 @@ pub async fn set_fault(
 ) -> Result<Response, ApiError> {
     faults_enabled(&node)?;
     authorize(&node, &headers)?;
-    let body = read_body(body, 64 * 1024).await?;
+    let body = read_body(body, 64 * 1024, node.settings.limits.body_read_timeout()).await?;
     let obj = json_object(&body)?;
     let p = match obj.get("error_rate").and_then(Value::as_f64) {
         Some(p) if (0.0..=1.0).contains(&p) => p,
