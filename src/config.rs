@@ -1071,6 +1071,38 @@ mod tests {
     }
 
     #[test]
+    fn the_token_file_is_read_trimmed_and_the_token_never_printed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  s3cret-token\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = Settings::load(
+            None,
+            env(&[("REPLOG_NODE_CLUSTER_TOKEN_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.node.cluster_token.as_ref().unwrap().expose(),
+            "s3cret-token"
+        );
+        assert!(!format!("{s:?}").contains("s3cret"));
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let err = Settings::load(
+            None,
+            env(&[("REPLOG_NODE_CLUSTER_TOKEN_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("node.cluster_token_file") && err.contains("604"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn write_concern_resolves_against_all() {
         assert_eq!(WriteConcern::All.resolve(3), 3);
         assert_eq!(WriteConcern::Majority.resolve(3), 2);

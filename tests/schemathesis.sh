@@ -99,6 +99,7 @@ start master
 wait_up "$MPORT"
 
 export SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$PWD/tests/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
+CONFIG="$PWD/tests/schemathesis/schemathesis.toml"
 export REPLOG_FUZZ_ALL=2
 
 # Per role, the operations that role serves. The document describes both roles; what the
@@ -110,7 +111,8 @@ fuzz() { # name port operation-id...
   local include=()
   for op in "$@"; do include+=(--include-operation-id "$op"); done
   echo "== $name (127.0.0.1:$port): $*"
-  nice -n 10 schemathesis --config-file tests/schemathesis/schemathesis.toml \
+  # From the work directory: schemathesis keeps a cache in the current one.
+  (cd "$WORK" && nice -n 10 schemathesis --config-file "$CONFIG" \
     run "http://127.0.0.1:$port/openapi.json" \
     "${include[@]}" \
     -H "Authorization: Bearer $TOKEN" \
@@ -118,7 +120,7 @@ fuzz() { # name port operation-id...
     --seed "$SEED" \
     --request-timeout 10 \
     --workers 2 \
-    --report junit --report-dir "$REPORT_DIR/$name"
+    --report junit --report-dir "$REPORT_DIR/$name")
 }
 
 started=$(date +%s)

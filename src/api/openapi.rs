@@ -31,9 +31,27 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum WriteConcernDoc {
-    Nodes(u64),
+    Nodes(NodeCount),
     Rule(WriteConcernRule),
 }
+
+/// A number of nodes, the master included (1..=ALL). Written by hand: the derive cannot put
+/// a minimum on a newtype.
+#[derive(Serialize)]
+pub struct NodeCount(u64);
+
+impl utoipa::PartialSchema for NodeCount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for NodeCount {}
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -11,6 +11,7 @@ mod t40_error_injection;
 mod t50_restart;
 mod t60_bad_input;
 mod t65_config;
+mod t66_security;
 mod t70_cluster_sizes;
 mod t80_cli;
 mod t81_idempotency;

@@ -12,13 +12,13 @@ use crate::helpers::{Reply, TestCluster};
 /// Everything a bad request must not change: each node's messages, the master's last key,
 /// each secondary's held-aside count.
 #[derive(Debug, PartialEq)]
-struct State {
+pub(crate) struct State {
     logs: Vec<Vec<(u64, String)>>,
     last_key: u64,
     aside: Vec<Value>,
 }
 
-async fn state(c: &TestCluster) -> State {
+pub(crate) async fn state(c: &TestCluster) -> State {
     let mut logs = Vec::new();
     let mut aside = Vec::new();
     for i in 0..c.nodes.len() {
@@ -38,14 +38,14 @@ async fn state(c: &TestCluster) -> State {
 }
 
 /// Asserts `r` is the error `status` and that nothing changed since `before`.
-async fn refused(c: &TestCluster, before: &State, r: Reply, status: u16, what: &str) {
+pub(crate) async fn refused(c: &TestCluster, before: &State, r: Reply, status: u16, what: &str) {
     r.assert_error(status, what);
     assert_eq!(&state(c).await, before, "{what} changed something");
 }
 
 /// The body of `POST /replicate` (layout in `src/protocol.rs`), written by hand so that the
 /// test does not share the server's encoder.
-fn batch(entries: &[(u64, &str)]) -> Vec<u8> {
+pub(crate) fn batch(entries: &[(u64, &str)]) -> Vec<u8> {
     let mut b = vec![1u8];
     b.extend((entries.len() as u32).to_le_bytes());
     for (key, value) in entries {

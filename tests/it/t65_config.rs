@@ -129,6 +129,32 @@ fn t65_invalid_config_files_stop_the_node_naming_the_setting() {
         ("[node]\nrole = \"leader\"", &["node.role", "leader"]),
         ("[node]\nlisten = \"nowhere\"", &["node.listen", "nowhere"]),
         ("[node]\nlisten = \"127.0.0.1:99999\"", &["node.listen"]),
+        (
+            "[node]\nlisten = \"localhost:8000\"",
+            &["node.listen", "localhost"],
+        ),
+        ("[node]\nlisten = \"256.1.1.1:8000\"", &["node.listen"]),
+        ("[node]\nlisten = \"\"", &["node.listen"]),
+        (
+            "[node]\ncluster_token = \"has space\"",
+            &["node.cluster_token"],
+        ),
+        (
+            "[limits]\nmax_connections = 0",
+            &["limits.max_connections", "0"],
+        ),
+        (
+            "[limits]\nheader_read_timeout_ms = 0",
+            &["limits.header_read_timeout_ms"],
+        ),
+        (
+            "[limits]\nmax_header_bytes = 10",
+            &["limits.max_header_bytes"],
+        ),
+        (
+            "[limits]\nbody_read_timeout_ms = 0",
+            &["limits.body_read_timeout_ms"],
+        ),
         ("[node]\nname = \"\"", &["node.name"]),
         ("[master]\nquorum = 9", &["master.quorum", "9"]),
         ("[master]\nquorum = 0", &["master.quorum"]),
@@ -204,6 +230,77 @@ fn t65_invalid_env_overrides_stop_the_node_naming_the_setting() {
     for (var, value, names) in cases {
         expect_refused(&text, &[(var, value)], names);
     }
+}
+
+#[test]
+fn t65_a_token_file_others_can_read_an_empty_one_or_two_tokens_stop_the_node() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = reserve_ports(1)[0];
+    let file = |name: &str, text: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path.display().to_string()
+    };
+    let secret = "t65-secret-token-value";
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            file("world", secret, 0o644),
+            vec!["node.cluster_token_file", "644", "chmod 600"],
+        ),
+        (
+            file("group", secret, 0o640),
+            vec!["node.cluster_token_file", "640"],
+        ),
+        (
+            file("empty", " \n", 0o600),
+            vec!["node.cluster_token_file", "empty"],
+        ),
+        (
+            file("spaces", "two words", 0o600),
+            vec!["node.cluster_token_file"],
+        ),
+        (
+            dir.path().join("missing").display().to_string(),
+            vec!["node.cluster_token_file", "missing"],
+        ),
+    ];
+    for (path, names) in &cases {
+        let text = config_with(
+            dir.path(),
+            port,
+            &format!("[node]\ncluster_token_file = {path:?}"),
+        );
+        let stderr = expect_refused(&text, &[], names);
+        assert!(
+            !stderr.contains(secret),
+            "the token is never echoed: {stderr}"
+        );
+        // The same through the environment.
+        let base = config(dir.path(), port, "");
+        expect_refused(&base, &[("REPLOG_NODE_CLUSTER_TOKEN_FILE", path)], names);
+    }
+    // A token both inline and by file.
+    let ok = file("ok", secret, 0o600);
+    let text = config_with(
+        dir.path(),
+        port,
+        &format!("[node]\ncluster_token = \"inline\"\ncluster_token_file = {ok:?}"),
+    );
+    expect_refused(
+        &text,
+        &[],
+        &["node.cluster_token_file", "node.cluster_token"],
+    );
+}
+
+#[test]
+fn t65_an_address_the_machine_does_not_have_stops_the_node() {
+    // A valid address that is not this machine's (TEST-NET-1, RFC 5737): bind fails.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_with(dir.path(), 8000, "[node]\nlisten = \"192.0.2.1:8000\"");
+    expect_refused(&text, &[], &["node.listen", "192.0.2.1:8000"]);
 }
 
 #[test]

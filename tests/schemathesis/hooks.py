@@ -23,13 +23,20 @@ def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _int(v):
+    # As in JSON Schema, 3.0 is an integer.
+    if isinstance(v, float):
+        return v.is_integer()
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 @schemathesis.hook
 def map_case(ctx, case):
     op = case.operation
     path, method = op.path, op.method.upper()
     if path == "/messages" and isinstance(case.query, dict):
         w = case.query.get("wait_ms")
-        if _number(w) and 200 < w <= 600_000:
+        if _int(w) and 200 < w <= 600_000:
             case.query["wait_ms"] = 200
     if path == "/delay" and isinstance(case.body, dict):
         v = case.body.get("value")
@@ -41,9 +48,9 @@ def map_case(ctx, case):
             case.body["error_rate"] = 0.0
     if path == "/message" and method == "POST" and isinstance(case.body, dict):
         w = case.body.get("write_concern")
-        if _number(w) and ALL < w <= 2**63 - 1:
+        if _int(w) and ALL < w <= 2**63 - 1:
             case.body["write_concern"] = ALL
         t = case.body.get("timeout_ms")
-        if _number(t) and 0 <= t < 5000:
+        if _int(t) and 0 <= t < 5000:
             case.body["timeout_ms"] = 5000
     return case
