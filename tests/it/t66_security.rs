@@ -329,6 +329,21 @@ async fn t66_a_connection_flood_beyond_the_cap_is_refused_and_the_node_serves_ag
     let port = c.nodes[0].port;
     let pid = c.nodes[0].pid();
     assert_eq!(c.append("a", 1).await, 1);
+    // A fresh node's memory still grows for a moment after startup: measure once it is steady.
+    let last = std::sync::Mutex::new(0u64);
+    wait_until(
+        "the node's memory is steady",
+        Duration::from_secs(20),
+        || {
+            let now = rss_kib(pid);
+            let before = std::mem::replace(&mut *last.lock().unwrap(), now);
+            async move {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                now.abs_diff(before) < 1024
+            }
+        },
+    )
+    .await;
     let rss_before = rss_kib(pid);
 
     // Act: CAP idle connections take every slot, then FLOOD more arrive.
