@@ -14,14 +14,15 @@
 #   EXAMPLES=20 tests/schemathesis.sh     # quicker
 #   REPLOG_BIN=target/release/replog tests/schemathesis.sh
 #
-# Exit code: 0 clean, 1 failures found, 2 setup problem. Reports go to $REPORT_DIR
-# (default: a temporary directory, printed at the end).
+# Exit code: 0 clean, 1 failures found, 2 setup problem. Reports (JUnit) go to $REPORT_DIR;
+# without it, to a temporary directory that is kept, and printed, only when something failed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 EXAMPLES=${EXAMPLES:-100}
 SEED=${SEED:-$RANDOM}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/replog-fuzz.XXXXXX")
+KEEP_WORK=${REPORT_DIR:+yes}
 REPORT_DIR=${REPORT_DIR:-$WORK/report}
 PIDS=()
 
@@ -146,5 +147,10 @@ if grep -a -F -e "$TOKEN" "$WORK"/*.out "$WORK/app.log" >/dev/null; then
   echo "the cluster token appears in a node's output or log" >&2
   status=1
 fi
-echo "seed $SEED, $EXAMPLES examples per operation, $(( $(date +%s) - started )) s; reports in $REPORT_DIR"
+echo "seed $SEED, $EXAMPLES examples per operation, $(( $(date +%s) - started )) s"
+if [[ $status -ne 0 || -n "$KEEP_WORK" ]]; then
+  echo "reports in $REPORT_DIR, node output in $WORK"
+else
+  rm -rf "$WORK"
+fi
 exit $status
