@@ -250,6 +250,7 @@ fn start_master(
             r.clone(),
             peer,
             store.clone(),
+            writer.tail(),
             tracker.clone(),
             log_id,
             last_key.clone(),

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acks::AckTracker;
 use crate::config::FsyncPolicy;
 use crate::dedup::{DedupStats, IdIndex};
+use crate::log::tail::TailCache;
 use crate::log::{Entry, LogStore, StoreError};
 use crate::telemetry::LineBudget;
 
@@ -32,6 +33,9 @@ use crate::telemetry::LineBudget;
 const MAX_BATCH: usize = 4096;
 /// Requests that may queue for the writer before senders wait.
 const QUEUE: usize = 16 * 1024;
+/// Bounds of the master's [`TailCache`]: a few round trips of replication at full speed.
+const TAIL_ENTRIES: usize = 64 * 1024;
+const TAIL_BYTES: usize = 16 << 20;
 
 /// What an append became.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +76,8 @@ pub struct Writer {
     dedup: Arc<DedupStats>,
     /// Set once the writer assigned its first key (see `WriterTask::assigned_keys`).
     assigned: Arc<AtomicBool>,
+    /// The newest entries written (master only; see [`Writer::tail`]).
+    tail: Option<Arc<TailCache>>,
 }
 
 impl Writer {
@@ -101,7 +107,11 @@ impl Writer {
             tokio::spawn(sync_every(store.clone(), fsync_interval, shutdown.clone()));
         }
         let assigned = Arc::new(AtomicBool::new(false));
+        let tail = tracker
+            .is_some()
+            .then(|| Arc::new(TailCache::new(TAIL_ENTRIES, TAIL_BYTES)));
         let task = WriterTask {
+            tail: tail.clone(),
             store,
             fsync,
             tracker,
@@ -116,6 +126,7 @@ impl Writer {
                 tx,
                 dedup,
                 assigned,
+                tail,
             },
             contiguous_rx,
             join,
@@ -125,6 +136,12 @@ impl Writer {
     /// How many ids the idempotency index holds, and their bytes (master; zero otherwise).
     pub fn dedup_stats(&self) -> &DedupStats {
         &self.dedup
+    }
+
+    /// The newest entries this writer wrote, for replication to read before the store
+    /// (master only: `None` on a secondary).
+    pub fn tail(&self) -> Option<Arc<TailCache>> {
+        self.tail.clone()
     }
 
     /// Whether this writer has assigned a key since the process started (master).
@@ -168,6 +185,8 @@ struct WriterTask {
     assigned_keys: Arc<AtomicBool>,
     /// Published end of the visible, acknowledged log.
     contiguous: watch::Sender<u64>,
+    /// The newest entries written, each added only after the store wrote it (master only).
+    tail: Option<Arc<TailCache>>,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, WriteError>>;
@@ -260,9 +279,19 @@ impl WriterTask {
             }
         }
         let mut append_error = None;
-        if !appends.is_empty()
-            && let Err(e) = self.store.put(&appends)
-        {
+        let put = if appends.is_empty() {
+            Ok(0)
+        } else {
+            self.store.put(&appends)
+        };
+        if let Some(tail) = &self.tail {
+            match &put {
+                Ok(_) => tail.extend(appends.iter().cloned()),
+                // What a failed put stored is unknown here: the store is read instead.
+                Err(_) => tail.clear(),
+            }
+        }
+        if let Err(e) = put {
             tracing::error!(cause = %e, first_key, count = appends.len(), "writing appends failed");
             // A failed put may still have stored a prefix of the call: those keys are in the
             // log (and will replicate), so their ids must stay known, and only theirs.
@@ -354,7 +383,18 @@ impl WriterTask {
             return Ok(0);
         };
         let (first, last) = (first.key, last.key);
-        let n = self.store.put(&adoptable)?;
+        let n = match self.store.put(&adoptable) {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(tail) = &self.tail {
+                    tail.clear();
+                }
+                return Err(e.into());
+            }
+        };
+        if let Some(tail) = &self.tail {
+            tail.extend(adoptable.iter().cloned());
+        }
         for e in &adoptable {
             if let Some(id) = &e.id {
                 self.ids.insert(id, e.key);

@@ -36,6 +36,7 @@ mod index;
 pub mod memory;
 pub mod record;
 pub mod segment;
+pub mod tail;
 
 use std::fmt;
 use std::str::FromStr;

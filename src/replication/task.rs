@@ -33,6 +33,7 @@ use super::{ProgressView, Replica};
 use crate::acks::AckTracker;
 use crate::config::ReplicationSettings;
 use crate::health::{HealthStatus, HealthView};
+use crate::log::tail::TailCache;
 use crate::log::{LogId, LogStore};
 use crate::peer::{Peer, PeerError};
 use crate::protocol::BatchAck;
@@ -55,6 +56,8 @@ pub struct ReplicationTask {
     replica: Arc<Replica>,
     peer: Peer,
     store: Arc<dyn LogStore>,
+    /// The newest entries, read before the store (see `crate::log::tail`).
+    tail: Option<Arc<TailCache>>,
     tracker: Arc<AckTracker>,
     log_id: LogId,
     last_key: watch::Receiver<u64>,
@@ -86,6 +89,7 @@ impl ReplicationTask {
         replica: Arc<Replica>,
         peer: Peer,
         store: Arc<dyn LogStore>,
+        tail: Option<Arc<TailCache>>,
         tracker: Arc<AckTracker>,
         log_id: LogId,
         last_key: watch::Receiver<u64>,
@@ -99,6 +103,7 @@ impl ReplicationTask {
             replica,
             peer,
             store,
+            tail,
             tracker,
             log_id,
             last_key,
@@ -186,7 +191,15 @@ impl ReplicationTask {
                     break;
                 }
             }
-            let entries = match self.store.read(from, count, self.cfg.max_batch_bytes) {
+            let cached = self
+                .tail
+                .as_ref()
+                .and_then(|t| t.read(from, count, self.cfg.max_batch_bytes));
+            let read = match cached {
+                Some(entries) => Ok(entries),
+                None => self.store.read(from, count, self.cfg.max_batch_bytes),
+            };
+            let entries = match read {
                 Ok(e) if !e.is_empty() => e,
                 Ok(_) => break,
                 Err(e) => {

@@ -161,35 +161,29 @@ impl Node {
         }
     }
 
-    /// SIGSTOP: the process stays, its sockets accept nothing it answers.
+    /// SIGSTOP, and waits until every thread of the process is stopped: the signal is
+    /// delivered asynchronously, and on a loaded machine a request in progress may still be
+    /// answered just after `kill(2)` returns. A test that pauses a node and then expects it to
+    /// answer nothing must not see that answer. (A short blocking wait: stopping takes
+    /// microseconds to milliseconds.)
     pub fn pause(&mut self) {
         self.signal(libc::SIGSTOP);
         self.paused = true;
+        let pid = self.pid();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} (pid {pid}) not stopped 10 s after SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
-    /// SIGSTOP, then waits until every thread of the process is stopped (the signal is
-    /// delivered asynchronously: a request in progress may still complete just after
-    /// `kill(2)` returns).
+    /// [`Node::pause`], for callers that prefer to await it.
     pub async fn pause_stopped(&mut self) {
         self.pause();
-        let pid = self.pid();
-        wait_until(
-            &format!("{} stopped", self.name),
-            Duration::from_secs(10),
-            || async move {
-                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                    return false;
-                };
-                tasks.flatten().all(|t| {
-                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
-                        // The state follows the parenthesised command name.
-                        stat.rsplit_once(')')
-                            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
-                    })
-                })
-            },
-        )
-        .await;
     }
 
     /// SIGCONT.
@@ -790,4 +784,18 @@ impl Drop for TestCluster {
             }
         }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` or `t` in its `stat`).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+        })
+    })
 }
