@@ -50,7 +50,11 @@ impl TailCache {
     pub fn extend(&self, written: impl IntoIterator<Item = Entry>) {
         let mut inner = self.inner.lock();
         for e in written {
-            if inner.entries.back().is_some_and(|last| last.key + 1 != e.key) {
+            if inner
+                .entries
+                .back()
+                .is_some_and(|last| last.key + 1 != e.key)
+            {
                 inner.entries.clear();
                 inner.bytes = 0;
             }
@@ -122,7 +126,10 @@ mod tests {
         c.extend((1..=5).map(entry));
         let got = c.read(2, 2, 1000).expect("cached");
         assert_eq!(got, vec![entry(2), entry(3)]);
-        assert_eq!(c.read(4, 100, 1000).expect("cached"), vec![entry(4), entry(5)]);
+        assert_eq!(
+            c.read(4, 100, 1000).expect("cached"),
+            vec![entry(4), entry(5)]
+        );
         assert!(c.read(6, 1, 1000).is_none(), "beyond the end");
         // A run that does not continue replaces the old one.
         c.extend([entry(9)]);

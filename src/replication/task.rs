@@ -67,6 +67,8 @@ pub struct ReplicationTask {
     backoff: Backoff,
     /// Set while a failure's backoff runs: nothing is sent until then.
     retry_at: Option<tokio::time::Instant>,
+    /// Set by a failure, cleared by the next success: meanwhile one request at a time.
+    probing: bool,
     inflight: FuturesUnordered<BoxFuture<'static, Outcome>>,
     /// When the youngest in-flight request went out.
     last_sent: tokio::time::Instant,
@@ -112,6 +114,7 @@ impl ReplicationTask {
             progress: Progress::new(),
             backoff,
             retry_at: None,
+            probing: false,
             inflight: FuturesUnordered::new(),
             last_sent: tokio::time::Instant::now(),
             rtt: Duration::from_millis(1),
@@ -179,7 +182,17 @@ impl ReplicationTask {
             return;
         }
         let last = *self.last_key.borrow();
-        while self.inflight.len() < self.cfg.max_inflight {
+        // After a failure the window shrinks to one request until one succeeds. The retry
+        // then carries every missing key in one all-or-nothing batch: were later keys sent
+        // beside it, a secondary that refused key K (a 409: it holds another message there)
+        // could store K + 1.. behind the conflict, and a failing secondary gets one request
+        // at a time, not a window of them.
+        let window = if self.probing {
+            1
+        } else {
+            self.cfg.max_inflight
+        };
+        while self.inflight.len() < window {
             let Some((from, count)) = self.progress.next_range(last, self.cfg.max_batch_entries)
             else {
                 break;
@@ -280,6 +293,7 @@ impl ReplicationTask {
                 if current {
                     self.backoff.reset();
                     self.last_error = None;
+                    self.probing = false;
                 }
             }
             Err(e) => {
@@ -300,6 +314,7 @@ impl ReplicationTask {
     /// requests to a node that went away are one failure, not many).
     fn schedule_retry(&mut self, error: String) {
         self.last_error = Some(error);
+        self.probing = true;
         if self.retry_at.is_some() {
             return;
         }

@@ -149,3 +149,59 @@ async fn t11_a_scripted_put_beyond_the_gap_is_never_counted_as_the_masters_messa
     .await;
     assert!(!m3.is_finished(), "w=3 still not met");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t11_keys_after_a_refused_key_never_land_behind_it_while_its_retry_is_in_flight() {
+    // Arrange: secondary1 holds a script's message under key 2, so it refuses the master's
+    // key 2 (409) on every try.
+    let c = TestCluster::start(2).await;
+    assert_eq!(c.append("m1", 3).await, 1);
+    let r = c
+        .call(
+            Method::PUT,
+            1,
+            "/message",
+            serde_json::json!({"key": 2, "value": "scripted"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let m2 = c.spawn_append("m2", 3);
+    wait_until(
+        "the master's /health shows secondary1's 409",
+        Duration::from_secs(10),
+        || async {
+            let n = c.node_health("secondary1").await;
+            n["error"].as_str().is_some_and(|e| e.contains("409"))
+        },
+    )
+    .await;
+
+    // Act: a retry of key 2 is held in secondary1 for 2 s (a /delay) while key 3 is appended.
+    c.delay(1, 2.0).await;
+    c.wait_log_line(
+        &["secondary1", "delaying replication request"],
+        Duration::from_secs(10),
+    )
+    .await;
+    let failed = "to secondary1 failed: answered 409";
+    let failures_before = c.app_log().matches(failed).count();
+    assert_eq!(c.append("m3", 2).await, 3);
+    wait_until(
+        "the delayed retry is answered (409)",
+        Duration::from_secs(10),
+        || async { c.app_log().matches(failed).count() > failures_before },
+    )
+    .await;
+
+    // Assert: key 3 did not go out beside the retry, so secondary1 did not store the master's
+    // key 3 behind its own key 2: its log is still its own, and w=3 for m2 still waits.
+    assert_eq!(c.values(1).await, ["m1", "scripted"]);
+    assert_eq!(
+        c.values(2).await,
+        ["m1", "m2", "m3"],
+        "secondary2 follows the master"
+    );
+    assert!(!m2.is_finished(), "w=3 must not count secondary1");
+    let n = c.node_health("secondary1").await;
+    assert_eq!(n["acked_key"], 1, "{n}");
+}
