@@ -15,7 +15,7 @@
 //! * the idempotency index (`id` → key) changes only together with a successful write.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -72,6 +72,8 @@ pub struct Writer {
     dedup: Arc<DedupStats>,
     /// Set once the writer assigned its first key (see `WriterTask::assigned_keys`).
     assigned: Arc<AtomicBool>,
+    /// See [`Writer::held_aside`].
+    aside: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -101,6 +103,7 @@ impl Writer {
             tokio::spawn(sync_every(store.clone(), fsync_interval, shutdown.clone()));
         }
         let assigned = Arc::new(AtomicBool::new(false));
+        let aside = Arc::new(AtomicUsize::new(store.held_aside()));
         let task = WriterTask {
             store,
             fsync,
@@ -109,6 +112,7 @@ impl Writer {
             lines: LineBudget::new(event_lines_per_s),
             assigned_keys: assigned.clone(),
             contiguous: contiguous_tx,
+            aside: aside.clone(),
         };
         let join = tokio::spawn(task.run(rx, shutdown));
         (
@@ -116,6 +120,7 @@ impl Writer {
                 tx,
                 dedup,
                 assigned,
+                aside,
             },
             contiguous_rx,
             join,
@@ -125,6 +130,14 @@ impl Writer {
     /// How many ids the idempotency index holds, and their bytes (master; zero otherwise).
     pub fn dedup_stats(&self) -> &DedupStats {
         &self.dedup
+    }
+
+    /// Entries held aside (stored beyond a gap), as published together with the `contiguous`
+    /// watch. Read this first and the watch second: an entry acknowledged before is then
+    /// counted in one of the two (it moves out of this count only after the watch moved past
+    /// it), which a store's own count, updated as the entry is written, does not promise.
+    pub fn held_aside(&self) -> usize {
+        self.aside.load(Ordering::Acquire)
     }
 
     /// Whether this writer has assigned a key since the process started (master).
@@ -168,6 +181,9 @@ struct WriterTask {
     assigned_keys: Arc<AtomicBool>,
     /// Published end of the visible, acknowledged log.
     contiguous: watch::Sender<u64>,
+    /// Published count of entries held aside; stored after `contiguous` (see
+    /// `Writer::held_aside`).
+    aside: Arc<AtomicUsize>,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, WriteError>>;
@@ -307,6 +323,7 @@ impl WriterTask {
                 *v = last;
                 moved
             });
+            self.aside.store(self.store.held_aside(), Ordering::Release);
         }
 
         for (reply, r) in puts {
