@@ -364,3 +364,187 @@ fn recovering_justified(h: &History, sent: f64, recv: f64) -> bool {
         .iter()
         .any(|r| r.start <= recv && sent <= master_time_after(h, r.end, slack))
 }
+
+/// The checker on hand-made histories: each rule flags what it must, and only that.
+#[cfg(test)]
+mod self_test {
+    use super::*;
+    use crate::history::{Attempt, Faults, Probe, Read};
+
+    fn msg(value: &str, attempts: Vec<(f64, f64, Answer)>) -> Message {
+        Message {
+            client: 0,
+            value: value.into(),
+            id: Some(format!("id-{value}")),
+            w_sent: serde_json::json!(2),
+            w: 2,
+            timeout_ms: None,
+            attempts: attempts
+                .into_iter()
+                .map(|(sent, recv, answer)| Attempt { sent, recv, answer })
+                .collect(),
+        }
+    }
+
+    fn acked(key: u64) -> Answer {
+        Answer::Acked {
+            status: 201,
+            key,
+            w: 2,
+            acks: 2,
+        }
+    }
+
+    /// Two secondaries, quorum 2; "a" acked under key 1 and "b" refused; every node shows
+    /// `log`.
+    fn history(log: &[&str]) -> History {
+        let log: Vec<(u64, String)> = log
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64 + 1, v.to_string()))
+            .collect();
+        History {
+            secondaries: 2,
+            quorum: 2,
+            heartbeat_interval_s: 0.2,
+            heartbeat_timeout_s: 0.5,
+            messages: vec![
+                msg("a", vec![(1.0, 1.1, acked(1))]),
+                msg("b", vec![(2.0, 2.1, Answer::ReadOnly)]),
+            ],
+            final_logs: vec![Some(log.clone()), Some(log.clone()), Some(log)],
+            faults: Faults {
+                down: vec![
+                    Span {
+                        node: 1,
+                        start: 0.5,
+                        end: 1.5,
+                    },
+                    Span {
+                        node: 2,
+                        start: 1.2,
+                        end: 3.0,
+                    },
+                ],
+                ..Faults::default()
+            },
+            ..History::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        assert_eq!(check(&history(&["a"])), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_lost_acknowledged_message_is_flagged() {
+        let v = check(&history(&[]));
+        assert!(v.iter().any(|v| v.contains("\"a\"")), "{v:?}");
+    }
+
+    #[test]
+    fn a_refused_message_in_the_log_is_flagged() {
+        let v = check(&history(&["a", "b"]));
+        assert!(
+            v.iter().any(|v| v.contains("every attempt was refused")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn diverging_nodes_and_gaps_are_flagged() {
+        let mut h = history(&["a"]);
+        h.final_logs[2] = Some(vec![(1, "a".into()), (3, "x".into())]);
+        let v = check(&h);
+        assert!(v.iter().any(|v| v.contains("without gaps")), "{v:?}");
+        assert!(v.iter().any(|v| v.contains("differs")), "{v:?}");
+    }
+
+    #[test]
+    fn read_only_without_enough_secondaries_down_is_flagged() {
+        let mut h = history(&["a"]);
+        // Secondary 2 alone down: one unavailable secondary leaves 2 of 3 nodes, the quorum.
+        h.faults.down.retain(|d| d.node == 2);
+        h.faults.down[0].end = 7.0;
+        h.messages[1].attempts[0].sent = 6.0;
+        h.messages[1].attempts[0].recv = 6.1;
+        let v = check(&h);
+        assert!(v.iter().any(|v| v.contains("503 read-only")), "{v:?}");
+        // Secondary 1 back long before (0.2 + 3.7 < 6.0): still flagged.
+        h.faults.down.push(Span {
+            node: 1,
+            start: 0.1,
+            end: 0.2,
+        });
+        assert!(check(&h).iter().any(|v| v.contains("503 read-only")));
+        // Back at 3.0: the master may take interval + timeout + MARGIN (3.7 s) to see it.
+        h.faults.down.last_mut().unwrap().end = 3.0;
+        assert_eq!(check(&h), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_master_clock_stands_still_while_it_is_paused() {
+        let mut h = history(&["a"]);
+        h.messages[1].attempts[0].sent = 10.0;
+        h.messages[1].attempts[0].recv = 10.1;
+        assert!(check(&h).iter().any(|v| v.contains("503 read-only")));
+        h.faults.master_paused.push(Span {
+            node: 0,
+            start: 3.5,
+            end: 9.9,
+        });
+        assert_eq!(check(&h), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_ack_below_its_write_concern_is_flagged_only_on_proof() {
+        let mut h = history(&["a"]);
+        let probe = |node, sent, contiguous_key, held_aside| Probe {
+            node,
+            sent,
+            recv: sent + 0.01,
+            contiguous_key,
+            held_aside,
+        };
+        // Secondary 1 lacks key 1 later, secondary 2 holds something aside: w=2 still
+        // possible.
+        h.probes = vec![probe(1, 1.2, 0, 0), probe(2, 1.2, 0, 1)];
+        assert_eq!(check(&h), Vec::<String>::new());
+        // Both lack it: only the master held it.
+        h.probes.push(probe(2, 4.0, 0, 0));
+        let v = check(&h);
+        assert!(v.iter().any(|v| v.contains("w=2")), "{v:?}");
+        // Unless secondary 2 was wiped in between.
+        h.faults.wipes.push(Span {
+            node: 2,
+            start: 3.0,
+            end: 3.1,
+        });
+        assert_eq!(check(&h), Vec::<String>::new());
+        // A probe sent before the answer arrived proves nothing.
+        h.probes = vec![probe(1, 1.05, 0, 0), probe(2, 1.05, 0, 0)];
+        assert_eq!(check(&h), Vec::<String>::new());
+    }
+
+    #[test]
+    fn reads_of_other_values_or_before_the_send_are_flagged() {
+        let mut h = history(&["a"]);
+        let read = |recv, entries: Vec<(u64, &str)>| Read {
+            node: 1,
+            from: 1,
+            sent: recv - 0.1,
+            recv,
+            entries: entries
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
+        };
+        h.reads = vec![read(1.5, vec![(1, "a")])];
+        assert_eq!(check(&h), Vec::<String>::new());
+        h.reads = vec![read(0.5, vec![(1, "a")])];
+        assert!(check(&h).iter().any(|v| v.contains("before it was sent")));
+        h.reads = vec![read(2.5, vec![(1, "b")])];
+        assert!(check(&h).iter().any(|v| v.contains("the final log has")));
+    }
+}
