@@ -112,7 +112,7 @@ pub fn check(h: &History) -> Vec<String> {
         let maybe = m.attempts.iter().any(|a| {
             matches!(
                 a.answer,
-                Answer::NoAnswer { .. } | Answer::Unexpected { .. }
+                Answer::Unanswered { .. } | Answer::Unexpected { .. }
             )
         });
         let who = describe(m);
@@ -189,7 +189,7 @@ pub fn check(h: &History) -> Vec<String> {
                         a.recv
                     ));
                 }
-                Answer::TimedOut { .. } | Answer::NoAnswer { .. } => {}
+                Answer::TimedOut { .. } | Answer::Unanswered { .. } => {}
             }
         }
     }

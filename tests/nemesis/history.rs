@@ -23,7 +23,7 @@ pub enum Answer {
     Unexpected { status: u16, body: String },
     /// No answer: connection refused or reset, or the client gave up waiting. The message may
     /// or may not be in the log.
-    NoAnswer {
+    Unanswered {
         // Read only by the history dump of a failing schedule.
         #[allow(dead_code)]
         error: String,

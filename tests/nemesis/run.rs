@@ -271,7 +271,7 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
         read_only: count(|a| matches!(a, Answer::ReadOnly)),
         recovering: count(|a| matches!(a, Answer::Recovering)),
         timed_out: count(|a| matches!(a, Answer::TimedOut { .. })),
-        no_answer: count(|a| matches!(a, Answer::NoAnswer { .. })),
+        no_answer: count(|a| matches!(a, Answer::Unanswered { .. })),
         seed,
         secs: end,
         params,
@@ -370,7 +370,7 @@ async fn writer(
                 // Nothing was appended: the same message may be sent again, id or not.
                 Answer::ReadOnly | Answer::Recovering => msg.attempts.len() < 60 && recv < hard_end,
                 // Unknown outcome: only an id makes a second attempt safe.
-                Answer::NoAnswer { .. } => msg.id.is_some() && recv < hard_end,
+                Answer::Unanswered { .. } => msg.id.is_some() && recv < hard_end,
             };
             msg.attempts.push(Attempt { sent, recv, answer });
             if !again {
@@ -394,7 +394,7 @@ async fn post(client: &reqwest::Client, master: &str, body: &Value, wait: Durati
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
-            return Answer::NoAnswer {
+            return Answer::Unanswered {
                 error: e.to_string(),
             };
         }
@@ -403,7 +403,7 @@ async fn post(client: &reqwest::Client, master: &str, body: &Value, wait: Durati
     let text = match resp.text().await {
         Ok(t) => t,
         Err(e) => {
-            return Answer::NoAnswer {
+            return Answer::Unanswered {
                 error: format!("{status}, body lost: {e}"),
             };
         }
@@ -848,12 +848,15 @@ impl Nemesis {
     }
 }
 
+/// A node's `GET /messages`, `None` when it did not answer.
+type NodeLog = Option<Vec<(u64, String)>>;
+
 /// Waits (at most 60 s) until every node shows the same log twice in a row; returns each
 /// node's last answer.
-async fn converge(urls: &[String], errors: &mut Vec<String>) -> Vec<Option<Vec<(u64, String)>>> {
+async fn converge(urls: &[String], errors: &mut Vec<String>) -> Vec<NodeLog> {
     let client = http();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut previous: Option<Vec<Option<Vec<(u64, String)>>>> = None;
+    let mut previous: Option<Vec<NodeLog>> = None;
     loop {
         let mut logs = Vec::new();
         for u in urls {
