@@ -81,10 +81,15 @@ impl Node {
         let is_master = settings.node.role == Role::Master;
 
         let tracker = is_master.then(|| {
-            Arc::new(AckTracker::new(
-                settings.all_nodes(),
-                store.contiguous_key(),
-            ))
+            // At startup the master knows only what it holds itself; what each secondary
+            // holds it learns from that secondary (its first heartbeat or ack). Counting every
+            // node for the keys already in the log would answer a retried id of a message
+            // only the master held at once with acks = ALL, whatever its write concern.
+            let t = AckTracker::new(settings.all_nodes(), 0);
+            let last = store.contiguous_key();
+            t.extend_to(last);
+            t.record(0, 1, last);
+            Arc::new(t)
         });
         let (writer, contiguous, join) = Writer::spawn(
             store.clone(),

@@ -15,7 +15,7 @@
 //! * the idempotency index (`id` → key) changes only together with a successful write.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -78,6 +78,8 @@ pub struct Writer {
     assigned: Arc<AtomicBool>,
     /// The newest entries written (master only; see [`Writer::tail`]).
     tail: Option<Arc<TailCache>>,
+    /// See [`Writer::held_aside`].
+    aside: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -110,6 +112,7 @@ impl Writer {
         let tail = tracker
             .is_some()
             .then(|| Arc::new(TailCache::new(TAIL_ENTRIES, TAIL_BYTES)));
+        let aside = Arc::new(AtomicUsize::new(store.held_aside()));
         let task = WriterTask {
             tail: tail.clone(),
             store,
@@ -119,6 +122,7 @@ impl Writer {
             lines: LineBudget::new(event_lines_per_s),
             assigned_keys: assigned.clone(),
             contiguous: contiguous_tx,
+            aside: aside.clone(),
         };
         let join = tokio::spawn(task.run(rx, shutdown));
         (
@@ -127,6 +131,7 @@ impl Writer {
                 dedup,
                 assigned,
                 tail,
+                aside,
             },
             contiguous_rx,
             join,
@@ -142,6 +147,14 @@ impl Writer {
     /// (master only: `None` on a secondary).
     pub fn tail(&self) -> Option<Arc<TailCache>> {
         self.tail.clone()
+    }
+
+    /// Entries held aside (stored beyond a gap), as published together with the `contiguous`
+    /// watch. Read this first and the watch second: an entry acknowledged before is then
+    /// counted in one of the two (it moves out of this count only after the watch moved past
+    /// it), which a store's own count, updated as the entry is written, does not promise.
+    pub fn held_aside(&self) -> usize {
+        self.aside.load(Ordering::Acquire)
     }
 
     /// Whether this writer has assigned a key since the process started (master).
@@ -187,6 +200,9 @@ struct WriterTask {
     contiguous: watch::Sender<u64>,
     /// The newest entries written, each added only after the store wrote it (master only).
     tail: Option<Arc<TailCache>>,
+    /// Published count of entries held aside; stored after `contiguous` (see
+    /// `Writer::held_aside`).
+    aside: Arc<AtomicUsize>,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, WriteError>>;
@@ -336,6 +352,7 @@ impl WriterTask {
                 *v = last;
                 moved
             });
+            self.aside.store(self.store.held_aside(), Ordering::Release);
         }
 
         for (reply, r) in puts {

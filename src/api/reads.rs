@@ -221,15 +221,22 @@ pub async fn health(State(node): State<AppState>) -> Response {
             })
             .into_response()
         }
-        None => axum::Json(SecondaryHealth {
-            role: "secondary".into(),
-            name: node.name().to_string(),
-            contiguous_key: node.acknowledged_key(),
-            held_aside: node.store.held_aside(),
-            log_id,
-            master: node.known_master.lock().clone(),
-        })
-        .into_response(),
+        None => {
+            // One snapshot: the published held-aside count first, the contiguous key second
+            // (see `Writer::held_aside`), so a message this node acknowledged shows in one of
+            // them.
+            let held_aside = node.writer.held_aside();
+            let contiguous_key = node.acknowledged_key();
+            axum::Json(SecondaryHealth {
+                role: "secondary".into(),
+                name: node.name().to_string(),
+                contiguous_key,
+                held_aside,
+                log_id,
+                master: node.known_master.lock().clone(),
+            })
+            .into_response()
+        }
     }
 }
 
