@@ -77,6 +77,9 @@ pub async fn serve(
             }
             continue;
         };
+        // Answers are small and latency matters: no Nagle delay behind an unacknowledged
+        // segment (a streamed answer is written in several pieces).
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let http = http.clone();
         let shutdown = shutdown.clone();
