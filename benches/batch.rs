@@ -46,6 +46,11 @@ fn bench_batch(c: &mut Criterion) {
     g.finish();
 }
 
+// The allocator of the `replog` binary (see src/main.rs), so allocation costs are the ones a
+// node pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 criterion_group! {
     name = benches;
     config = Criterion::default()

@@ -196,6 +196,11 @@ fn bench_read(c: &mut Criterion) {
     g.finish();
 }
 
+// The allocator of the `replog` binary (see src/main.rs), so allocation costs are the ones a
+// node pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
