@@ -5,6 +5,10 @@
 //! done, or the node could not be reached); 2 bad command line (clap); 3 `append` timed out
 //! waiting for its write concern ([`AppendPending`]): the message *is* appended under the
 //! printed key and keeps replicating, so a retry with the same `--id` returns that key.
+//!
+//! `append`, `read` and `status` use reqwest. `bench` does not: it speaks just enough
+//! HTTP/1.1 itself, on one single-threaded runtime per core, so that the load generator costs
+//! no more CPU per request than wrk (`bench/bench-vs-wrk.sh` checks that); see [`bench`].
 
 use std::time::{Duration, Instant};
 
