@@ -109,6 +109,9 @@ pub enum Command {
         /// Concurrent clients, each with its own connection.
         #[arg(long, short, default_value_t = 64)]
         clients: usize,
+        /// Threads the clients are spread over, each with its own event loop; 0: one per core.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// Measured seconds.
         #[arg(long, short, default_value_t = 10.0)]
         duration: f64,

@@ -5,6 +5,10 @@
 //! done, or the node could not be reached); 2 bad command line (clap); 3 `append` timed out
 //! waiting for its write concern ([`AppendPending`]): the message *is* appended under the
 //! printed key and keeps replicating, so a retry with the same `--id` returns that key.
+//!
+//! `append`, `read` and `status` use reqwest. `bench` does not: it speaks just enough
+//! HTTP/1.1 itself, on one single-threaded runtime per core, so that the load generator costs
+//! no more CPU per request than wrk (`bench/bench-vs-wrk.sh` checks that); see [`bench`].
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +52,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Bench {
             master,
             clients,
+            threads,
             duration,
             warmup,
             write_concern,
@@ -58,6 +63,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             crate::client::bench(BenchOptions {
                 master,
                 clients,
+                threads,
                 duration: Duration::from_secs_f64(duration.max(0.1)),
                 warmup: Duration::from_secs_f64(warmup.max(0.0)),
                 write_concern,
@@ -285,6 +291,8 @@ async fn status(master: &str, as_json: bool) -> anyhow::Result<()> {
 pub struct BenchOptions {
     pub master: String,
     pub clients: usize,
+    /// Threads to spread the clients over; 0: one per core.
+    pub threads: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub write_concern: String,
@@ -293,49 +301,94 @@ pub struct BenchOptions {
     pub json: bool,
 }
 
-/// Closed-loop load: each client keeps one request outstanding on its own keep-alive
-/// HTTP/1.1 connection, with a pre-built body; latencies of the measured window go into an
-/// HDR histogram. Bounded by time and by `max_ops`.
+/// How long one append may take before the bench counts a timeout and reconnects.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed request, so a refusing master is not hammered in a hot loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(5);
+/// The largest answer (head and body) the bench reads; the master's are a few hundred bytes.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Closed-loop load: each client keeps one append outstanding on its own keep-alive HTTP/1.1
+/// connection; latencies of the measured window go into an HDR histogram. Bounded by time
+/// and by `max_ops`.
+///
+/// The load generator must not be what limits the measurement, nor eat the cores the nodes
+/// need, so it is built like wrk rather than on an HTTP client library: the clients are split
+/// over a few threads, each with its own single-threaded runtime (a connection never changes
+/// thread, no wake-up crosses threads); the request is one pre-built byte string written with
+/// one write; an answer is read into a reused buffer and only its head is parsed (status and
+/// framing): 201 counts as a success, anything else as an error (with its body kept for the
+/// first error's message).
 pub async fn bench(o: BenchOptions) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
 
     let url: reqwest::Url = o.master.parse().context("--master is not a URL")?;
+    if url.scheme() != "http" {
+        bail!("--master must be an http:// URL");
+    }
     let host = url.host_str().context("--master has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Arc<[std::net::SocketAddr]> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("{host} resolves to no address");
+    }
     let w = match o.write_concern.parse::<u64>() {
         Ok(n) => json!(n),
         Err(_) => json!(o.write_concern),
     };
-    let body = bytes::Bytes::from(serde_json::to_vec(
-        &json!({"value": "x".repeat(o.size), "write_concern": w}),
-    )?);
+    let body = serde_json::to_vec(&json!({"value": "x".repeat(o.size), "write_concern": w}))?;
+    let request = append_request(&url, &body);
+    let clients = o.clients.max(1);
+    let threads = match o.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+    .min(clients);
+
     let started = Instant::now();
-    let measure_from = started + o.warmup;
-    let end = measure_from + o.duration;
-    let budget = Arc::new(AtomicU64::new(o.max_ops));
-    let mut tasks = Vec::new();
-    for _ in 0..o.clients.max(1) {
-        let (host, body, budget) = (host.clone(), body.clone(), budget.clone());
-        tasks.push(tokio::spawn(async move {
-            bench_client(&host, port, body, measure_from, end, budget).await
-        }));
+    let plan = Plan {
+        measure_from: started + o.warmup,
+        end: started + o.warmup + o.duration,
+        budget: Arc::new(AtomicU64::new(o.max_ops)),
+        addrs,
+        request,
+    };
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let n = clients / threads + usize::from(t < clients % threads);
+        let plan = plan.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("bench-{t}"))
+            .spawn(move || bench_thread(n, plan))
+            .context("cannot start a bench thread")?;
+        handles.push(handle);
     }
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
-    for t in tasks {
-        let r = t.await?;
-        hist.add(&r.hist)?;
-        ok += r.ok;
-        errors += r.errors;
-        if first_error.is_none() {
-            first_error = r.first_error;
-        }
+    let results = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("a bench thread panicked"))?)
+            .collect::<anyhow::Result<Vec<ClientResult>>>()
+    })
+    .await??;
+    let mut total = ClientResult::new();
+    for r in results {
+        total.merge(r)?;
     }
+    let ClientResult {
+        hist,
+        ok,
+        errors,
+        first_error,
+    } = total;
+
     // The measured window: warm-up to the end, or to when the op budget ran out.
-    let finished = Instant::now().min(end);
+    let finished = Instant::now().min(plan.end);
     let secs = finished
-        .saturating_duration_since(measure_from)
+        .saturating_duration_since(plan.measure_from)
         .as_secs_f64()
         .max(1e-3);
     let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
@@ -372,6 +425,54 @@ pub async fn bench(o: BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What every client of a bench shares.
+#[derive(Clone)]
+struct Plan {
+    measure_from: Instant,
+    end: Instant,
+    /// Appends left to send, over all clients.
+    budget: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    addrs: std::sync::Arc<[std::net::SocketAddr]>,
+    /// The whole request, head and body.
+    request: bytes::Bytes,
+}
+
+/// The bytes of `POST /message` with `body`: the same for every append, so built once.
+fn append_request(url: &reqwest::Url, body: &[u8]) -> bytes::Bytes {
+    let authority = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    };
+    let path = format!("{}/message", url.path().trim_end_matches('/'));
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req.into()
+}
+
+/// Runs `clients` clients on this thread's own single-threaded runtime.
+fn bench_thread(clients: usize, plan: Plan) -> anyhow::Result<ClientResult> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a bench runtime")?;
+    rt.block_on(async move {
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| tokio::spawn(bench_client(plan.clone())))
+            .collect();
+        let mut total = ClientResult::new();
+        for t in tasks {
+            total.merge(t.await?)?;
+        }
+        Ok(total)
+    })
+}
+
 struct ClientResult {
     hist: hdrhistogram::Histogram<u64>,
     ok: u64,
@@ -379,105 +480,524 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
-async fn bench_client(
-    host: &str,
-    port: u16,
-    body: bytes::Bytes,
-    measure_from: Instant,
-    end: Instant,
-    budget: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> ClientResult {
-    use http_body_util::{BodyExt, Full};
+impl ClientResult {
+    fn new() -> Self {
+        ClientResult {
+            // 1 µs to 60 s at 3 significant figures: valid bounds, so this cannot fail.
+            hist: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).expect("3 sig figs is valid")),
+            ok: 0,
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: ClientResult) -> anyhow::Result<()> {
+        self.hist.add(&other.hist)?;
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, measure_from: Instant, e: impl FnOnce() -> String) {
+        if Instant::now() >= measure_from {
+            self.errors += 1;
+            if self.first_error.is_none() {
+                self.first_error = Some(e());
+            }
+        }
+    }
+}
+
+async fn bench_client(plan: Plan) -> ClientResult {
     use std::sync::atomic::Ordering;
 
-    let mut r = ClientResult {
-        hist: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
-            .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).expect("3 sig figs is valid")),
-        ok: 0,
-        errors: 0,
-        first_error: None,
-    };
-    let authority = format!("{host}:{port}");
-    let mut sender = None;
-    while Instant::now() < end {
-        if budget
+    let mut r = ClientResult::new();
+    let mut conn: Option<Connection> = None;
+    // One timer for all of this client's requests, pushed back at most once a second rather
+    // than per request (so a request may take 10 to 11 s before it counts as timed out).
+    let mut now = Instant::now();
+    let mut deadline = now + REQUEST_TIMEOUT;
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(timer);
+    while now < plan.end {
+        if plan
+            .budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
             .is_err()
         {
             break;
         }
-        if sender.is_none() {
-            match tokio::net::TcpStream::connect(&authority).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
-                        stream,
-                    ))
-                    .await
-                    {
-                        Ok((s, conn)) => {
-                            tokio::spawn(conn);
-                            sender = Some(s);
-                        }
-                        Err(e) => {
-                            record_error(&mut r, measure_from, e.to_string());
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            continue;
-                        }
-                    }
-                }
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match Connection::open(&plan.addrs).await {
+                Ok(c) => conn.insert(c),
                 Err(e) => {
-                    record_error(&mut r, measure_from, e.to_string());
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    r.error(plan.measure_from, || e.to_string());
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                    now = Instant::now();
                     continue;
                 }
-            }
+            },
+        };
+        let t0 = now;
+        if deadline < t0 + REQUEST_TIMEOUT {
+            deadline = t0 + REQUEST_TIMEOUT + Duration::from_secs(1);
+            timer.as_mut().reset(deadline.into());
         }
-        let Some(s) = sender.as_mut() else { continue };
-        let req = hyper::Request::post("/message")
-            .header(hyper::header::HOST, &authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body.clone()));
-        let Ok(req) = req else { break };
-        let t0 = Instant::now();
-        let res = tokio::time::timeout(Duration::from_secs(10), async {
-            let resp = s.send_request(req).await?;
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, bytes))
-        })
-        .await;
-        let elapsed = t0.elapsed();
+        let res = tokio::select! {
+            biased;
+            res = c.exchange(&plan.request) => Some(res),
+            () = &mut timer => None,
+        };
+        now = Instant::now();
         match res {
-            Ok(Ok((status, _))) if status.is_success() => {
-                if t0 >= measure_from && Instant::now() <= end {
+            Some(Ok(a)) if a.status == 201 => {
+                if a.close {
+                    conn = None;
+                }
+                if t0 >= plan.measure_from && now <= plan.end {
                     r.ok += 1;
-                    let _ = r.hist.record(elapsed.as_micros().max(1) as u64);
+                    let _ = r.hist.record((now - t0).as_micros().max(1) as u64);
                 }
             }
-            Ok(Ok((status, bytes))) => {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_string();
-                record_error(&mut r, measure_from, format!("http {status}: {text}"));
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            Some(Ok(a)) => {
+                let text = c.body_text(200);
+                r.error(plan.measure_from, || format!("http {}: {text}", a.status));
+                if a.close {
+                    conn = None;
+                }
+                tokio::time::sleep(ERROR_PAUSE).await;
+                now = Instant::now();
             }
-            Ok(Err(e)) => {
-                record_error(&mut r, measure_from, e.to_string());
-                sender = None;
+            Some(Err(e)) => {
+                r.error(plan.measure_from, || e);
+                conn = None;
             }
-            Err(_) => {
-                record_error(&mut r, measure_from, "timeout".into());
-                sender = None;
+            None => {
+                r.error(plan.measure_from, || {
+                    format!("timeout: no answer in {} s", REQUEST_TIMEOUT.as_secs())
+                });
+                conn = None;
             }
         }
     }
     r
 }
 
-fn record_error(r: &mut ClientResult, measure_from: Instant, e: String) {
-    if Instant::now() >= measure_from {
-        r.errors += 1;
-        if r.first_error.is_none() {
-            r.first_error = Some(e);
+/// The head of an answer, as much as the bench needs.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    /// The server will close the connection after this answer.
+    close: bool,
+}
+
+/// How an answer's body ends (RFC 9112 §6.3).
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// One keep-alive HTTP/1.1 connection to the master, speaking just enough HTTP for appends.
+struct Connection<S = tokio::net::TcpStream> {
+    stream: S,
+    /// The answer being read; reused, so a request allocates nothing.
+    buf: Vec<u8>,
+    /// Where the body starts in `buf` once the head is parsed.
+    body_at: usize,
+}
+
+impl Connection {
+    async fn open(addrs: &[std::net::SocketAddr]) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addrs).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection::new(stream))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Connection<S> {
+    fn new(stream: S) -> Self {
+        Connection {
+            stream,
+            buf: Vec::with_capacity(4096),
+            body_at: 0,
         }
+    }
+
+    /// Sends `request` and reads the whole answer into `buf`.
+    async fn exchange(&mut self, request: &[u8]) -> Result<Answer, String> {
+        use tokio::io::AsyncWriteExt;
+
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| format!("cannot send: {e}"))?;
+        self.buf.clear();
+        self.body_at = 0;
+        let (status, framing, mut close) = loop {
+            if let Some(head) = self.parse_head()? {
+                break head;
+            }
+            self.fill().await?;
+        };
+        match framing {
+            Framing::Length(n) => {
+                let end = self
+                    .body_at
+                    .checked_add(n)
+                    .filter(|&e| e <= MAX_ANSWER_BYTES);
+                let end = end.ok_or_else(|| format!("answer body of {n} bytes is too large"))?;
+                while self.buf.len() < end {
+                    self.fill().await?;
+                }
+            }
+            Framing::Chunked => {
+                let mut at = self.body_at;
+                loop {
+                    match httparse::parse_chunk_size(&self.buf[at..]) {
+                        Ok(httparse::Status::Complete((line, size))) => {
+                            // The chunk, then its CRLF; the last (empty) chunk is followed by
+                            // the CRLF that ends the (empty) trailer section.
+                            let need = usize::try_from(size)
+                                .ok()
+                                .and_then(|s| at.checked_add(line)?.checked_add(s)?.checked_add(2))
+                                .filter(|&e| e <= MAX_ANSWER_BYTES)
+                                .ok_or("answer body is too large")?;
+                            while self.buf.len() < need {
+                                self.fill().await?;
+                            }
+                            at = need;
+                            if size == 0 {
+                                break;
+                            }
+                        }
+                        Ok(httparse::Status::Partial) => self.fill().await?,
+                        Err(_) => return Err("answer has a malformed chunk".into()),
+                    }
+                }
+            }
+            Framing::UntilClose => {
+                close = true;
+                while self.fill_or_eof().await? {}
+            }
+        }
+        Ok(Answer { status, close })
+    }
+
+    /// The status, framing and whether the connection closes after the answer, once the whole
+    /// head is in `buf`.
+    fn parse_head(&mut self) -> Result<Option<(u16, Framing, bool)>, String> {
+        let Some(head) = parse_head(&self.buf)? else {
+            return Ok(None);
+        };
+        self.body_at = head.len;
+        Ok(Some((head.status, head.framing, head.close)))
+    }
+
+    /// Reads more of the answer; the connection ending here is an error.
+    async fn fill(&mut self) -> Result<(), String> {
+        if self.fill_or_eof().await? {
+            Ok(())
+        } else {
+            Err("the master closed the connection mid-answer".into())
+        }
+    }
+
+    /// Reads more of the answer; false at the end of the stream.
+    async fn fill_or_eof(&mut self) -> Result<bool, String> {
+        use tokio::io::AsyncReadExt;
+
+        if self.buf.len() >= MAX_ANSWER_BYTES {
+            return Err(format!("answer is over {MAX_ANSWER_BYTES} bytes"));
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(4096);
+        }
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
+        Ok(n > 0)
+    }
+
+    /// The start of the last answer's body as text, for an error message.
+    fn body_text(&self, max: usize) -> String {
+        let body = self.buf.get(self.body_at..).unwrap_or_default();
+        String::from_utf8_lossy(&body[..body.len().min(max)]).into_owned()
+    }
+}
+
+/// The largest answer head the bench accepts.
+const MAX_HEAD_BYTES: usize = 64 << 10;
+
+/// What the head of an answer says.
+struct Head {
+    /// Bytes of the head, its final empty line included.
+    len: usize,
+    status: u16,
+    framing: Framing,
+    /// The server closes the connection after this answer.
+    close: bool,
+}
+
+/// Parses the HTTP/1.x answer head at the start of `buf`: `None` while it is incomplete.
+///
+/// Written out rather than with a general parser because it runs once per append and only
+/// needs the status and three headers: finding lines with `memchr` and comparing three
+/// header names costs a fraction of a full parse, and that is most of the bench's own CPU
+/// time per request after the system calls.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut status = 0;
+    let mut close = false;
+    let mut length = None;
+    let mut chunked = false;
+    let mut start = 0;
+    // Each complete line, found with `memchr` (a few vector steps), until the empty one.
+    for end in memchr::memchr_iter(b'\n', buf) {
+        let line = &buf[start..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let first = start == 0;
+        start = end + 1;
+        if first {
+            (status, close) = parse_status_line(line)?;
+        } else if line.is_empty() {
+            // Chunked wins over a length (RFC 9112 §6.3); some answers never have a body.
+            let framing = if status == 204 || status == 304 || (100..200).contains(&status) {
+                Framing::Length(0)
+            } else if chunked {
+                Framing::Chunked
+            } else {
+                length.map_or(Framing::UntilClose, Framing::Length)
+            };
+            return Ok(Some(Head {
+                len: start,
+                status,
+                framing,
+                close,
+            }));
+        } else {
+            let colon = memchr::memchr(b':', line).ok_or("answer has a malformed header line")?;
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or("answer has a bad Content-Length")?;
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                if !value.eq_ignore_ascii_case(b"chunked") {
+                    return Err("answer has an unsupported Transfer-Encoding".into());
+                }
+                chunked = true;
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                if value.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if value.eq_ignore_ascii_case(b"keep-alive") {
+                    close = false;
+                }
+            }
+        }
+    }
+    if buf.len() > MAX_HEAD_BYTES {
+        return Err(format!("answer head is over {MAX_HEAD_BYTES} bytes"));
+    }
+    Ok(None)
+}
+
+/// "HTTP/1.1 201 Created": the status, and whether the version closes by default (1.0).
+fn parse_status_line(line: &[u8]) -> Result<(u16, bool), String> {
+    let bad = || {
+        format!(
+            "unreadable answer: {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(40)])
+        )
+    };
+    // The version, a space, three digits, then a space or the end.
+    let (version, rest) = line.split_at_checked(8).ok_or_else(bad)?;
+    let http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Err(bad()),
+    };
+    match rest {
+        [
+            b' ',
+            d @ b'1'..=b'5',
+            e @ b'0'..=b'9',
+            f @ b'0'..=b'9',
+            tail @ ..,
+        ] if tail.first().is_none_or(|&b| b == b' ') => {
+            let status = u16::from(d - b'0') * 100 + u16::from(e - b'0') * 10 + u16::from(f - b'0');
+            Ok((status, http10))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// An answer delivered in `pieces` (each its own write), read by a fresh connection.
+    async fn read_answer(pieces: &[&[u8]]) -> (Result<Answer, String>, String) {
+        let (client, mut server) = tokio::io::duplex(64);
+        let pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+        let serve = tokio::spawn(async move {
+            let mut req = vec![0u8; 3];
+            tokio::io::AsyncReadExt::read_exact(&mut server, &mut req)
+                .await
+                .unwrap();
+            for p in pieces {
+                server.write_all(&p).await.unwrap();
+                server.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            // Dropping `server` ends the stream once the client has read what was written.
+        });
+        let mut c = Connection::new(client);
+        let res = c.exchange(b"req").await;
+        serve.await.unwrap();
+        (res, c.body_text(200))
+    }
+
+    #[tokio::test]
+    async fn reads_a_content_length_answer_split_anywhere() {
+        let answer = b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n{\"key\":1}";
+        for cut in 1..answer.len() {
+            let (res, body) = read_answer(&[&answer[..cut], &answer[cut..]]).await;
+            assert_eq!(
+                res,
+                Ok(Answer {
+                    status: 201,
+                    close: false
+                }),
+                "cut at {cut}"
+            );
+            assert_eq!(body, "{\"key\":1}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_chunked_answers_and_keeps_error_bodies() {
+        let (res, body) = read_answer(&[
+            b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"5\r\n{\"err\r\n",
+            b"3\r\nor\"\r\n0\r\n\r\n",
+        ])
+        .await;
+        assert_eq!(res.map(|a| a.status), Ok(503));
+        assert!(body.starts_with("5\r\n{\"err"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_bodies_until_close_are_noticed() {
+        let (res, _) = read_answer(&[
+            b"HTTP/1.1 201 Created\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        ])
+        .await;
+        assert_eq!(
+            res,
+            Ok(Answer {
+                status: 201,
+                close: true
+            })
+        );
+        let (res, body) = read_answer(&[b"HTTP/1.0 201 Created\r\n\r\nall of it"]).await;
+        assert_eq!(
+            res,
+            Ok(Answer {
+                status: 201,
+                close: true
+            })
+        );
+        assert_eq!(body, "all of it");
+    }
+
+    #[tokio::test]
+    async fn garbage_and_cut_answers_are_errors_not_panics() {
+        for answer in [
+            &b"garbage\r\n\r\n"[..],
+            b"HTTP/1.1 201 Created\r\ncontent-length: 10\r\n\r\nshort",
+            b"HTTP/1.1 201 Created\r\ncontent-length: nine\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\ncontent-length: 99999999999\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 201 Created\r\ntransfer-encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 201 Cre",
+            b"",
+        ] {
+            let (res, _) = read_answer(&[answer]).await;
+            assert!(
+                res.is_err(),
+                "{:?} gave {res:?}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
+    #[test]
+    fn heads_are_parsed_whatever_the_case_and_reason() {
+        let h = |s: &str| parse_head(s.as_bytes());
+        let head = h("HTTP/1.1 201\r\nCONTENT-length:  12 \r\nConnection: Keep-Alive\r\n\r\nbody")
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.status, head.close, head.len), (201, false, 62));
+        assert!(matches!(head.framing, Framing::Length(12)));
+        let head = h("HTTP/1.0 503 Busy\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.status, head.close), (503, true));
+        let head = h("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(head.framing, Framing::Chunked));
+        assert!(
+            h("HTTP/1.1 201 Created\r\ncontent-length: 3\r\n")
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            "HTTP/2 201 Created\r\n\r\n",
+            "HTTP/1.1 2O1 Created\r\n\r\n",
+            "HTTP/1.1 201Created\r\n\r\n",
+            "HTTP/1.1 901 What\r\n\r\n",
+            "HTTP/1.1 201 Created\r\nno colon here\r\n\r\n",
+            "HTTP/1.1 201 Created\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 201 Created\r\ncontent-length: +1\r\n\r\n",
+        ] {
+            assert!(h(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_is_one_well_formed_post() {
+        let url: reqwest::Url = "http://127.0.0.1:8000/".parse().unwrap();
+        let req = append_request(&url, b"{\"value\":\"x\"}");
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let head = match parsed.parse(&req).unwrap() {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!("incomplete head"),
+        };
+        assert_eq!(parsed.method, Some("POST"));
+        assert_eq!(parsed.path, Some("/message"));
+        let h = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        assert_eq!(h("host").as_deref(), Some("127.0.0.1:8000"));
+        assert_eq!(h("content-type").as_deref(), Some("application/json"));
+        assert_eq!(h("content-length").as_deref(), Some("13"));
+        assert_eq!(&req[head..], b"{\"value\":\"x\"}");
     }
 }

@@ -1,5 +1,5 @@
-//! The thin clients of SPEC §8 (`replog append`, `read`, `status`) against a running cluster,
-//! and their one-line error when the node is unreachable.
+//! The thin clients of SPEC §8 (`replog append`, `read`, `status`, `bench`) against a running
+//! cluster, and their one-line error when the node is unreachable.
 
 use std::time::Duration;
 
@@ -244,4 +244,69 @@ async fn t80_read_follow_prints_messages_as_they_arrive() {
         "still following"
     );
     let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_bench_counts_created_appends_and_reports_refusals_as_errors() {
+    // Arrange
+    let c = TestCluster::start(2).await;
+    let master = c.master_url();
+    let bench = |url: String, w: &'static str, max_ops: &'static str| async move {
+        let o = run_cli(&[
+            "bench",
+            "--master",
+            &url,
+            "-c",
+            "4",
+            "--threads",
+            "2",
+            "-d",
+            "2",
+            "--warmup",
+            "0",
+            "-w",
+            w,
+            "--max-ops",
+            max_ops,
+            "--json",
+        ])
+        .await;
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v
+    };
+
+    // Act + assert: every append the op budget allowed is created, held by all three nodes,
+    // and counted once.
+    let v = bench(master.clone(), "3", "300").await;
+    assert_eq!(v["errors"], 0, "{v}");
+    let ops = v["ops"].as_u64().expect("ops");
+    assert!(ops > 0 && ops <= 300, "{v}");
+    let last_key = c.health(0).await["last_key"].as_u64().expect("last_key");
+    // An append answered after the measured window ends is in the log but not counted.
+    assert!(
+        ops <= last_key && last_key <= 300,
+        "ops {ops}, last key {last_key}"
+    );
+    assert!(v["p50_ms"].as_f64().expect("p50") > 0.0, "{v}");
+
+    // Refusals are errors with the server's status, never successes: a write concern the
+    // cluster cannot meet (400), and appends sent to a secondary (421).
+    for (url, w, status) in [
+        (master.clone(), "4", "http 400"),
+        (c.url(1), "1", "http 421"),
+    ] {
+        let v = bench(url, w, "20").await;
+        assert_eq!(v["ops"], 0, "{v}");
+        assert!(v["errors"].as_u64().expect("errors") > 0, "{v}");
+        let first = v["first_error"].as_str().expect("first_error");
+        assert!(first.starts_with(status), "{v}");
+    }
+    assert_eq!(
+        c.health(0).await["last_key"].as_u64(),
+        Some(last_key),
+        "refused appends changed nothing"
+    );
 }
