@@ -24,10 +24,15 @@ case "${FUZZ_TOOLCHAIN:-nightly}" in
   *) echo "FUZZ_TOOLCHAIN is nightly or bootstrap" >&2; exit 2 ;;
 esac
 
-# segment_recovery writes a data dir per input: keep it in memory when /dev/shm exists.
-if [[ -z "${TMPDIR:-}" && -d /dev/shm && -w /dev/shm ]]; then
-  export TMPDIR=/dev/shm
+# segment_recovery writes a data dir per input: keep it in memory when /dev/shm exists, in a
+# scratch dir of this run's own, removed at the end.
+base=${TMPDIR:-}
+if [[ -z "$base" && -d /dev/shm && -w /dev/shm ]]; then
+  base=/dev/shm
 fi
+TMPDIR=$(mktemp -d "${base:-/tmp}/replog-fuzz.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 
 mkdir -p "corpus/$target"
 flags=(-max_total_time="$seconds" -print_final_stats=1)
@@ -35,4 +40,4 @@ flags=(-max_total_time="$seconds" -print_final_stats=1)
 seeds=()
 [[ -d "seeds/$target" ]] && seeds=("seeds/$target")
 
-exec nice -n 10 "${cargo[@]}" run "$target" "corpus/$target" "${seeds[@]}" -- "${flags[@]}" "$@"
+nice -n 10 "${cargo[@]}" run "$target" "corpus/$target" "${seeds[@]}" -- "${flags[@]}" "$@"
