@@ -929,7 +929,10 @@ fn env_value(section: &str, key: &str, raw: &str) -> Result<toml::Value, String>
     if STRING_KEYS.contains(&(section, key)) {
         return Ok(toml::Value::String(raw.to_string()));
     }
+    // Only a value that is one TOML value on its own: `500\nrole = "x"` would otherwise parse
+    // as two keys, and everything after the first line would be dropped without a word.
     if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        && t.len() == 1
         && let Some(v) = t.remove("v")
     {
         return Ok(v);
@@ -1060,6 +1063,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("REPLOG_FAULT_ERROR_RATE"), "{err}");
+    }
+
+    #[test]
+    fn env_value_with_a_second_toml_line_is_refused_not_half_read() {
+        // Read as TOML, "500\nrole = 1" used to become 500 with the second line dropped.
+        let err = Settings::load(
+            None,
+            env(&[("REPLOG_HEARTBEAT_INTERVAL_MS", "500\nsuspected_after = 9")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("heartbeat.interval_ms"), "{err}");
+        assert!(err.contains("REPLOG_HEARTBEAT_INTERVAL_MS"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let s = Settings::load(None, env(&[("REPLOG_HEARTBEAT_INTERVAL_MS", "500 # ms")])).unwrap();
+        assert_eq!(
+            s.heartbeat.interval_ms, 500,
+            "a trailing comment is still one value"
+        );
     }
 
     #[test]
