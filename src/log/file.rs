@@ -491,20 +491,24 @@ impl FileStore {
     }
 
     /// Calls `f` with each visible entry's record from `from` on, in key order, until `f`
-    /// returns `false`. Only records for which `want(loc)` holds are read.
+    /// returns `false` or `limit` entries were passed. Only records for which `want(loc)`
+    /// holds are read.
     fn walk(
         &self,
         from: u64,
         chunk: usize,
+        limit: usize,
         want: impl Fn(Loc) -> bool,
         mut f: impl FnMut(u64, &Record<'_>) -> bool,
     ) -> StoreResult<()> {
         let mut next = from.max(1);
+        let mut left = limit as u64;
         let mut reader = RecordReader::new(chunk);
-        let mut locs = Vec::with_capacity(READ_BATCH);
-        // Handles of the segments the current batch points into, cloned under the lock.
-        let mut files: HashMap<u32, Arc<File>> = HashMap::new();
-        loop {
+        let mut locs = Vec::with_capacity(READ_BATCH.min(limit));
+        // Handles of the segments the current batch points into, cloned under the lock. A
+        // batch spans one segment, rarely two: a short list beats hashing every location.
+        let mut files: Vec<(u32, Arc<File>)> = Vec::new();
+        while left > 0 {
             locs.clear();
             files.clear();
             {
@@ -513,17 +517,18 @@ impl FileStore {
                 if next > end {
                     return Ok(());
                 }
-                let n = (end - next + 1).min(READ_BATCH as u64) as usize;
+                let n = (end - next + 1).min(READ_BATCH as u64).min(left) as usize;
                 let start = (next - 1) as usize;
                 shared
                     .index
                     .visible()
                     .copy_range(start, start + n, &mut locs);
                 for loc in locs.iter().filter(|l| want(**l)) {
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        files.entry(loc.segment())
-                    {
-                        slot.insert(segment_handle(&shared, &self.dir, loc.segment())?);
+                    if !files.iter().any(|(s, _)| *s == loc.segment()) {
+                        files.push((
+                            loc.segment(),
+                            segment_handle(&shared, &self.dir, loc.segment())?,
+                        ));
                     }
                 }
             }
@@ -532,8 +537,8 @@ impl FileStore {
                     continue;
                 }
                 let key = next + i as u64;
-                let file = match files.get(&loc.segment()) {
-                    Some(f) => f,
+                let file = match files.iter().find(|(s, _)| *s == loc.segment()) {
+                    Some((_, f)) => f,
                     None => return Err(missing_segment(&self.dir, loc.segment())),
                 };
                 let rec = reader.read(file, loc, &self.dir)?;
@@ -543,7 +548,9 @@ impl FileStore {
                 }
             }
             next += locs.len() as u64;
+            left -= locs.len() as u64;
         }
+        Ok(())
     }
 }
 
@@ -689,6 +696,7 @@ impl LogStore for FileStore {
         self.walk(
             from,
             chunk,
+            max_entries,
             |_| true,
             |key, rec| {
                 if !out.is_empty() && bytes.saturating_add(rec.value.len()) > max_bytes {
@@ -708,16 +716,22 @@ impl LogStore for FileStore {
 
     fn scan_ids(&self, from: u64, f: &mut dyn FnMut(&[u8], u64)) -> StoreResult<()> {
         let mut missing = None;
-        self.walk(from, 1 << 20, Loc::has_id, |key, rec| match rec.id {
-            Some(id) => {
-                f(id, key);
-                true
-            }
-            None => {
-                missing = Some(key);
-                false
-            }
-        })?;
+        self.walk(
+            from,
+            1 << 20,
+            usize::MAX,
+            Loc::has_id,
+            |key, rec| match rec.id {
+                Some(id) => {
+                    f(id, key);
+                    true
+                }
+                None => {
+                    missing = Some(key);
+                    false
+                }
+            },
+        )?;
         match missing {
             Some(key) => Err(StoreError::Corrupt(format!(
                 "the index says key {key} has an id but its record has none"
