@@ -29,6 +29,8 @@
 //! Implementations: [`memory::MemoryStore`] (nothing survives a restart) and
 //! [`file::FileStore`] (segment files on disk; its module docs are the file format's design
 //! document). [`check::check`] inspects a `FileStore` directory without modifying it.
+//! [`tail::TailCache`] is not a store: the master's writer keeps its newest entries there so
+//! replication need not read them back from disk.
 
 pub mod check;
 pub mod file;
