@@ -302,7 +302,13 @@ pub async fn run_on<C: Cluster>(cluster: &mut C, mut rng: Rng, setup: Setup) -> 
             Err(_) => run_errors.push("a writer did not finish its last message".into()),
         }
     }
+    faults
+        .log
+        .push((clock.now(), "every writer has its last answer".into()));
     let final_logs = converge(&urls, &mut run_errors).await;
+    faults
+        .log
+        .push((clock.now(), "every node shows the same log".into()));
     stop_watchers.store(true, Ordering::Release);
     let mut reads = Vec::new();
     for r in readers {
