@@ -41,7 +41,7 @@
 //! The same runner and checker over the docker-compose cluster (`nemesis/docker.rs`): nodes
 //! are compose services, and network partitions (`docker network disconnect` / `connect`,
 //! the master too) join the faults. It needs the image and the compose project that
-//! `e2e/run.sh` builds and exports, so it runs there, as phase 8 (`DOCKER_CI_SEEDS`, ~35 s
+//! `e2e/run.sh` builds and exports, so it runs there, as phase 8 (`DOCKER_CI_SEEDS`, ~30 s
 //! each):
 //!
 //! - `E2E_PHASES=8 E2E_IP_CHANGE=0 bash e2e/run.sh`: the CI seeds alone;
