@@ -8,6 +8,9 @@
 #   5. docker kill -s KILL secondary1, appends, docker-compose start secondary1
 #   6. injected errors (fault.error_rate) on secondary1: retries, no duplicates, no gaps
 #   7. docker-compose.4-secondaries.yml: master + 4 secondaries, w=5
+#   8. the nemesis over compose clusters (tests/nemesis/docker.rs): seeded schedules of pause,
+#      kill -9, wipe, partition (master too), /delay and error-rate bursts under concurrent
+#      appends and long-polls, each on a fresh cluster, checked by the history checker
 # Each phase asserts; the first failure stops the run with a non-zero exit, after printing
 # the containers' state and the end of the log. Everything it started (containers, network,
 # volumes, image, temp dir) is removed at exit, failure included.
@@ -21,6 +24,9 @@
 #   E2E_IP_CHANGE=0   skip the check that the master finds secondary1 again at once when it
 #                     comes back on another IP address (peer names are resolved uncached)
 #   E2E_PHASES        which phases to run, e.g. "3 4" (default: all)
+#   NEMESIS_SEED, NEMESIS_SEEDS, NEMESIS_FIRST_SEED, NEMESIS_SECS
+#                     phase 8: one seed, or a range of seeds (default: the CI seeds), and the
+#                     length of each schedule (default 20 s); see tests/nemesis.rs
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -106,6 +112,10 @@ teardown() {
     fi
     echo "=== teardown: $COMPOSE down -v (project $ID)"
     docker rm -f "$ID-placeholder" >/dev/null 2>&1 || true
+    # A frozen container cannot be stopped (the nemesis pauses some; it unpauses them itself
+    # unless it was killed).
+    docker ps -q --filter "label=com.docker.compose.project=$ID" --filter status=paused |
+        xargs -r docker unpause >/dev/null 2>&1 || true
     COMPOSE_FILE=$BIG_FILES compose down -v --remove-orphans -t 3 >/dev/null 2>&1 || true
     docker rmi "$E2E_IMAGE" >/dev/null 2>&1 || true
     rm -rf "$E2E_TMP" 2>/dev/null || true
@@ -332,6 +342,17 @@ if phase_on 7; then
     for url in "$SECONDARY3_URL" "$SECONDARY4_URL"; do
         wait_values "$url" '["Big1","Big2"]' 10
     done
+fi
+
+# --- 8: the nemesis ----------------------------------------------------------------------
+if phase_on 8; then
+    banner "phase 8: nemesis over compose clusters (tests/nemesis/docker.rs)"
+    # Each schedule starts its own fresh cluster in this project, and removes it.
+    down
+    echo "cargo test --test nemesis nemesis_docker -- --ignored --nocapture"
+    cargo test --test nemesis nemesis_docker -- --ignored --nocapture ||
+        fail "the nemesis found violations (each failing seed prints its replay command above)"
+    ok "nemesis schedules passed"
 fi
 
 banner "e2e: all phases passed in $(($(date +%s) - START)) s"

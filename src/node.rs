@@ -209,18 +209,20 @@ fn start_master(
 
     let mut senders = Vec::new();
     let mut replicas = Vec::new();
+    let mut peers = Vec::new();
     for (i, s) in settings.master.secondaries.iter().enumerate() {
         let (tx, rx) = watch::channel(HealthView::default());
-        senders.push((
-            tx,
-            Peer::new(
-                &s.name,
-                &s.url,
-                heartbeat_client.clone(),
-                token.clone(),
-                advertise.clone(),
-            ),
-        ));
+        let peer = Peer::new(
+            &s.name,
+            &s.url,
+            client.clone(),
+            token.clone(),
+            advertise.clone(),
+        );
+        // The heartbeats share the replication connections' state: a heartbeat that gets no
+        // answer drops the idle ones (see `Peer::heartbeat`).
+        senders.push((tx, peer.with_client(heartbeat_client.clone())));
+        peers.push(peer);
         replicas.push(Arc::new(Replica {
             index: i + 1,
             name: s.name.clone(),
@@ -243,17 +245,10 @@ fn start_master(
             shutdown.clone(),
         )));
     }
-    for r in &replicas {
-        let peer = Peer::new(
-            &r.name,
-            &r.url,
-            client.clone(),
-            token.clone(),
-            advertise.clone(),
-        );
+    for (r, peer) in replicas.iter().zip(&peers) {
         let task = ReplicationTask::new(
             r.clone(),
-            peer,
+            peer.clone(),
             store.clone(),
             writer.tail(),
             tracker.clone(),
@@ -270,18 +265,7 @@ fn start_master(
     let recovering = Arc::new(AtomicBool::new(existing && !replicas.is_empty()));
     let recovery = TailRecovery {
         views: replicas.iter().map(|r| r.health.clone()).collect(),
-        peers: replicas
-            .iter()
-            .map(|r| {
-                Peer::new(
-                    &r.name,
-                    &r.url,
-                    client.clone(),
-                    token.clone(),
-                    advertise.clone(),
-                )
-            })
-            .collect(),
+        peers,
         writer,
         tracker: tracker.clone(),
         last_key: last_key.clone(),

@@ -72,6 +72,15 @@ impl Peer {
         }
     }
 
+    /// The same secondary, its calls other than replication batches made with `client`; the
+    /// replication connections are shared.
+    pub fn with_client(&self, client: reqwest::Client) -> Peer {
+        Peer {
+            client,
+            ..self.clone()
+        }
+    }
+
     /// A client suited to talking to secondaries: keep-alive connections, no proxies, and
     /// names resolved afresh on every new connection ([`FreshDns`]).
     pub fn http_client() -> reqwest::Client {
@@ -144,15 +153,24 @@ impl Peer {
         protocol::decode_batch(body, max_value).map_err(|e| PeerError::BadAnswer(e.to_string()))
     }
 
-    /// `GET /heartbeat`.
+    /// `GET /heartbeat`. No answer (timeout, no connection) also drops the idle replication
+    /// connections: they may have died silently in the same outage (a partition, a new
+    /// address), and the resend after the secondary is back must not hang on one.
     pub async fn heartbeat(&self, timeout: Duration) -> Result<Heartbeat, PeerError> {
         let resp = self
             .request(reqwest::Method::GET, "/heartbeat")
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| PeerError::from_reqwest(e, timeout))?;
-        read_json(resp, timeout).await
+            .map_err(|e| PeerError::from_reqwest(e, timeout));
+        let r = match resp {
+            Ok(resp) => read_json(resp, timeout).await,
+            Err(e) => Err(e),
+        };
+        if let Err(PeerError::Timeout(_) | PeerError::Unreachable(_)) = &r {
+            self.batches.forget_idle();
+        }
+        r
     }
 }
 

@@ -13,7 +13,12 @@
 //!   batches is a set of connections;
 //! * a request that fails, times out or is dropped takes its connection with it (closed);
 //! * a failure on a *reused* connection (the secondary may have closed it while idle) is
-//!   retried once on a fresh one: batches are idempotent, so that is always safe.
+//!   retried once on a fresh one: batches are idempotent, so that is always safe;
+//! * a connection can also die *silently*: across a network partition, or when either end
+//!   comes back on another address, no FIN or RST ever arrives, and a request on it hangs for
+//!   its whole timeout. So the idle connections are dropped ([`Transport::forget_idle`])
+//!   when a request times out and when a heartbeat to the secondary gets no answer: they
+//!   were idle through the same outage. Fresh ones cost a connect (the name resolved afresh).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -93,8 +98,19 @@ impl Transport {
     ) -> Result<(hyper::StatusCode, Bytes), PeerError> {
         match tokio::time::timeout(timeout, self.send_inner(call)).await {
             Ok(r) => r,
-            Err(_) => Err(PeerError::Timeout(timeout)),
+            Err(_) => {
+                self.forget_idle();
+                Err(PeerError::Timeout(timeout))
+            }
         }
+    }
+
+    /// Closes every idle connection: the path to the secondary failed, and connections that
+    /// were idle through that may be dead without a sign (see the module docs). Requests in
+    /// flight keep theirs.
+    pub fn forget_idle(&self) {
+        let dropped = std::mem::take(&mut *self.idle.lock());
+        drop(dropped);
     }
 
     async fn send_inner(&self, call: &Call<'_>) -> Result<(hyper::StatusCode, Bytes), PeerError> {

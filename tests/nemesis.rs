@@ -29,16 +29,36 @@
 //! - A soak (nice it, it runs for a while):
 //!   `NEMESIS_SEEDS=100 nice -n 10 cargo test --release --test nemesis nemesis_soak -- --ignored --nocapture`
 //!   (`NEMESIS_FIRST_SEED` moves the range, `NEMESIS_SECS` sets each schedule's length, 30 by
-//!   default). It prints one line per schedule and the totals.
+//!   default). It prints one line per schedule and the totals; `NEMESIS_VERBOSE=1` prints
+//!   each fault schedule too, `NEMESIS_KEEP=1` keeps every schedule's node output and history
+//!   in `$TMPDIR/replog-nemesis-<seed>` (always kept for a failing one).
 //! - Replay one schedule: `NEMESIS_SEED=<seed> cargo test --test nemesis nemesis_soak --
 //!   --ignored --nocapture` — every failure prints this command with its seed. The fault
 //!   schedule and every client's choices follow from the seed; the timing is the machine's.
+//!
+//! # The docker backend
+//!
+//! The same runner and checker over the docker-compose cluster (`nemesis/docker.rs`): nodes
+//! are compose services, and network partitions (`docker network disconnect` / `connect`,
+//! the master too) join the faults. It needs the image and the compose project that
+//! `e2e/run.sh` builds and exports, so it runs there, as phase 8 (`DOCKER_CI_SEEDS`, ~30 s
+//! each):
+//!
+//! - `E2E_PHASES=8 E2E_IP_CHANGE=0 bash e2e/run.sh`: the CI seeds alone;
+//! - a soak: `E2E_PHASES=8 E2E_IP_CHANGE=0 NEMESIS_SEEDS=10 NEMESIS_SECS=30 nice -n 10 bash
+//!   e2e/run.sh` (`NEMESIS_FIRST_SEED` moves the range);
+//! - a replay: `E2E_PHASES=8 E2E_IP_CHANGE=0 NEMESIS_SEED=<seed> bash e2e/run.sh` (printed
+//!   with every failure).
 
 #[path = "it/helpers.rs"]
 mod helpers;
 
 #[path = "nemesis/check.rs"]
 mod check;
+#[path = "nemesis/cluster.rs"]
+mod cluster;
+#[path = "nemesis/docker.rs"]
+mod docker;
 #[path = "nemesis/history.rs"]
 mod history;
 #[path = "nemesis/regressions.rs"]
@@ -83,26 +103,39 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// The soak (and the replay of one seed); see the module docs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: a soak of many schedules (NEMESIS_SEEDS, NEMESIS_SEED)"]
-async fn nemesis_soak() {
-    let secs = std::env::var("NEMESIS_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(30.0);
-    let seeds: Vec<u64> = match env_u64("NEMESIS_SEED") {
-        Some(s) => vec![s],
-        None => {
+/// `NEMESIS_SEED`, else `NEMESIS_SEEDS` seeds from `NEMESIS_FIRST_SEED` (default 1000), else
+/// `default`.
+fn seeds_from_env(default: &[u64]) -> Vec<u64> {
+    if let Some(s) = env_u64("NEMESIS_SEED") {
+        return vec![s];
+    }
+    match env_u64("NEMESIS_SEEDS") {
+        Some(n) => {
             let first = env_u64("NEMESIS_FIRST_SEED").unwrap_or(1000);
-            let n = env_u64("NEMESIS_SEEDS").unwrap_or(10);
             (first..first + n).collect()
         }
-    };
+        None => default.to_vec(),
+    }
+}
+
+fn secs_from_env(default: f64) -> Duration {
+    let secs = std::env::var("NEMESIS_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(default);
+    Duration::from_secs_f64(secs)
+}
+
+/// Runs `seeds` one after the other; prints each summary, every failure and the totals.
+async fn run_seeds<F, Fut>(seeds: Vec<u64>, mut one: F)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = run::Report>,
+{
     let mut totals = run::Totals::default();
     let mut failed = Vec::new();
     for seed in seeds {
-        let report = run::run_schedule(seed, Duration::from_secs_f64(secs)).await;
+        let report = one(seed).await;
         eprintln!("{}", report.summary_line());
         if !report.violations.is_empty() {
             eprintln!("{}", report.failure_text());
@@ -112,4 +145,32 @@ async fn nemesis_soak() {
     }
     eprintln!("{}", totals.summary_line());
     assert!(failed.is_empty(), "schedules with violations: {failed:?}");
+}
+
+/// The soak (and the replay of one seed); see the module docs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: a soak of many schedules (NEMESIS_SEEDS, NEMESIS_SEED)"]
+async fn nemesis_soak() {
+    let dur = secs_from_env(30.0);
+    let seeds = seeds_from_env(&(1000..1010).collect::<Vec<_>>());
+    run_seeds(seeds, |seed| run::run_schedule(seed, dur)).await;
+}
+
+/// The docker backend's CI seeds, chosen from a soak for what their first 20 s hold: seed 7
+/// (4 secondaries) partitions a secondary twice, kills the master and wipes a secondary;
+/// seed 12 (2 secondaries) partitions the master twice, once together with a secondary (503
+/// read-only answers), then kills the master.
+const DOCKER_CI_SEEDS: [u64; 2] = [7, 12];
+
+/// The docker backend (e2e/run.sh phase 8); see the module docs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the image and compose project of e2e/run.sh: E2E_PHASES=8 bash e2e/run.sh"]
+async fn nemesis_docker() {
+    let env = match docker::Env::from_env() {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    let dur = secs_from_env(20.0);
+    let seeds = seeds_from_env(&DOCKER_CI_SEEDS);
+    run_seeds(seeds, |seed| docker::run_schedule(&env, seed, dur)).await;
 }

@@ -25,9 +25,11 @@
 //!    acknowledged, through kill -9 too, so what it lacks later it lacked then).
 //! 6. **Read-only only without quorum.** A 503 read-only needs, at some instant between its
 //!    sending and its answer, at least `secondaries + 2 - quorum` secondaries that were down
-//!    (paused, killed, restarting) or had been down until at most `interval + timeout +
-//!    MARGIN` of the master's running time before (a resumed secondary is healthy again after
-//!    its next heartbeat; the master's clock stands still while it is paused).
+//!    (paused, killed, restarting, partitioned off the network) or had been down until at
+//!    most `interval + timeout + MARGIN` of the master's running time before (a resumed
+//!    secondary is healthy again after its next heartbeat; the master's clock stands still
+//!    while it is paused). While the master itself is partitioned off, every secondary
+//!    counts as down (its heartbeats reach none), with the same slack after the reconnect.
 //! 7. **Recovering only after a restart.** A 503 recovering needs a master restart that ended
 //!    at most `interval + timeout + MARGIN` of master running time before the request.
 //! 8. **No other answers.** The load sends only valid appends: any other status is a
@@ -326,6 +328,7 @@ fn read_only_justified(h: &History, sent: f64, recv: f64) -> bool {
             .down
             .iter()
             .filter(|d| d.node == s)
+            .chain(&h.faults.master_partitioned)
             .map(|d| (d.start, master_time_after(h, d.end, slack)))
             .filter(|(a, b)| *a <= recv && sent <= *b)
             .map(|(a, b)| (a.max(sent), b.min(recv)))
@@ -495,6 +498,24 @@ mod self_test {
             end: 9.9,
         });
         assert_eq!(check(&h), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_partitioned_master_reaches_no_secondary() {
+        let mut h = history(&["a"]);
+        h.messages[1].attempts[0].sent = 10.0;
+        h.messages[1].attempts[0].recv = 10.1;
+        assert!(check(&h).iter().any(|v| v.contains("503 read-only")));
+        // Reconnected at 7.0: every secondary may still look unhealthy until 10.7.
+        h.faults.master_partitioned.push(Span {
+            node: 0,
+            start: 5.0,
+            end: 7.0,
+        });
+        assert_eq!(check(&h), Vec::<String>::new());
+        // Reconnected at 6.0: the master has seen them again by 9.7.
+        h.faults.master_partitioned[0].end = 6.0;
+        assert!(check(&h).iter().any(|v| v.contains("503 read-only")));
     }
 
     #[test]

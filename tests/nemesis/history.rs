@@ -97,19 +97,26 @@ impl Span {
 /// The faults as they happened.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
-    /// A node paused or not running: from just before the signal to just after SIGCONT, or
-    /// after the restarted process answered its first `/heartbeat`.
+    /// A node paused, not running or (a secondary) partitioned off the network: from just
+    /// before the signal (or `docker pause`, `docker kill`, `docker network disconnect`) to
+    /// just after SIGCONT (`docker unpause`, `docker network connect`), or after the
+    /// restarted process answered its first `/heartbeat`.
     pub down: Vec<Span>,
     /// Only the pauses of the master (its clock for heartbeats and timeouts stands still).
     pub master_paused: Vec<Span>,
     /// From a master's kill to its restarted process answering `/heartbeat`.
     pub master_restarts: Vec<Span>,
+    /// The master partitioned off the network (from before the disconnect to after the
+    /// reconnect): it reaches no secondary, as if every one were down; its clock runs.
+    pub master_partitioned: Vec<Span>,
     /// From a secondary's kill to its restart on an empty data dir.
     pub wipes: Vec<Span>,
     /// Every action, for the report: (time, text).
     pub log: Vec<(f64, String)>,
-    /// Faults injected (pause, kill, wipe, delay, error-rate burst).
+    /// Faults injected (pause, kill, wipe, delay, error-rate burst, partition).
     pub injected: u64,
+    /// The same, by kind.
+    pub kinds: std::collections::BTreeMap<String, u64>,
 }
 
 /// Everything a schedule recorded, and the logs every node showed at the end.

@@ -1,7 +1,13 @@
 //! Runs one schedule: the cluster, the nemesis, writers, readers and probers; healing; the
 //! final logs; the check. Everything the schedule does is drawn from its seed (one
 //! independent stream per part, see `Rng::fork`); only the timing is the machine's.
+//!
+//! The runner is generic over the cluster backend (`cluster.rs`): processes on loopback
+//! ([`run_schedule`]) or compose services (`docker.rs`). A backend that can partition gets
+//! one more kind of fault; the other draws are the same, so a process schedule does not
+//! change with the docker backend's existence.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::check;
+use crate::cluster::Cluster;
 use crate::helpers::TestCluster;
 use crate::history::{Answer, Attempt, Faults, History, Message, Probe, Read, Span};
 use crate::rng::Rng;
@@ -38,14 +45,17 @@ fn http() -> reqwest::Client {
 /// The outcome of one schedule.
 pub struct Report {
     pub seed: u64,
-    pub secs: f64,
     pub params: String,
+    /// The command that replays this schedule.
+    pub replay: String,
     pub messages: usize,
     pub acked: usize,
     pub attempts: usize,
     pub reads: usize,
     pub probes: usize,
     pub faults: u64,
+    /// Faults injected, by kind ("pause", "kill", …).
+    pub fault_kinds: BTreeMap<String, u64>,
     /// Attempts answered 503 read-only / recovering, 504, or not at all.
     pub read_only: usize,
     pub recovering: usize,
@@ -57,17 +67,47 @@ pub struct Report {
     pub violations: Vec<String>,
 }
 
+/// `{"kill": 3, "pause": 5}` as `kill 3, pause 5`.
+fn kinds_text(kinds: &BTreeMap<String, u64>) -> String {
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Report {
+    /// A schedule whose cluster did not start: `error` is its one violation.
+    pub fn failed_to_start(setup: Setup, error: String) -> Report {
+        Report {
+            seed: setup.seed,
+            params: setup.params,
+            replay: setup.replay,
+            messages: 0,
+            acked: 0,
+            attempts: 0,
+            reads: 0,
+            probes: 0,
+            faults: 0,
+            fault_kinds: BTreeMap::new(),
+            read_only: 0,
+            recovering: 0,
+            timed_out: 0,
+            no_answer: 0,
+            log_len: 0,
+            elapsed: setup.started.elapsed().as_secs_f64(),
+            fault_log: Vec::new(),
+            violations: vec![format!("the cluster did not start: {error}")],
+        }
+    }
+
     pub fn replay_command(&self) -> String {
-        format!(
-            "NEMESIS_SEED={} NEMESIS_SECS={} cargo test --test nemesis nemesis_soak -- --ignored --nocapture",
-            self.seed, self.secs
-        )
+        self.replay.clone()
     }
 
     pub fn summary_line(&self) -> String {
         format!(
-            "nemesis seed {} ({}): {} messages, {} acknowledged, {} attempts (503 read-only {}, recovering {}, 504 {}, no answer {}), {} reads, {} probes, {} faults, log of {} keys, {:.1} s: {} violation(s)",
+            "nemesis seed {} ({}): {} messages, {} acknowledged, {} attempts (503 read-only {}, recovering {}, 504 {}, no answer {}), {} reads, {} probes, {} faults ({}), log of {} keys, {:.1} s: {} violation(s)",
             self.seed,
             self.params,
             self.messages,
@@ -80,6 +120,7 @@ impl Report {
             self.reads,
             self.probes,
             self.faults,
+            kinds_text(&self.fault_kinds),
             self.log_len,
             self.elapsed,
             self.violations.len()
@@ -120,6 +161,7 @@ pub struct Totals {
     messages: usize,
     acked: usize,
     faults: u64,
+    fault_kinds: BTreeMap<String, u64>,
     reads: usize,
     violations: usize,
     failed: Vec<u64>,
@@ -131,6 +173,9 @@ impl Totals {
         self.messages += r.messages;
         self.acked += r.acked;
         self.faults += r.faults;
+        for (k, n) in &r.fault_kinds {
+            *self.fault_kinds.entry(k.clone()).or_default() += n;
+        }
         self.reads += r.reads;
         self.violations += r.violations.len();
         if !r.violations.is_empty() {
@@ -140,25 +185,25 @@ impl Totals {
 
     pub fn summary_line(&self) -> String {
         format!(
-            "nemesis soak: {} schedules, {} messages, {} appends acknowledged, {} reads, {} faults injected, {} violations (seeds: {:?})",
+            "nemesis soak: {} schedules, {} messages, {} appends acknowledged, {} reads, {} faults injected ({}), {} violations (seeds: {:?})",
             self.schedules,
             self.messages,
             self.acked,
             self.reads,
             self.faults,
+            kinds_text(&self.fault_kinds),
             self.violations,
             self.failed
         )
     }
 }
 
-/// Runs schedule `seed` for `dur` (faults and load), heals, checks.
+/// Runs schedule `seed` for `dur` (faults and load) on processes, heals, checks.
 pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
     let started = Instant::now();
     let mut rng = Rng::fork(seed, 0);
     let secondaries = *rng.pick(&[2usize, 2, 3]);
     let fsync = *rng.pick(&["always", "interval", "never"]);
-    let all = secondaries + 1;
     let mut cluster = TestCluster::builder(secondaries)
         .with(toml::toml! {
             [storage]
@@ -169,9 +214,51 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
         .await;
     let settings = crate::helpers::base_settings();
     let hb = &settings["heartbeat"];
-    let interval_s = hb["interval_ms"].as_integer().unwrap_or(200) as f64 / 1000.0;
-    let timeout_s = hb["timeout_ms"].as_integer().unwrap_or(500) as f64 / 1000.0;
-    let params = format!("{secondaries} secondaries, fsync {fsync}");
+    let setup = Setup {
+        seed,
+        dur,
+        started,
+        secondaries,
+        heartbeat_interval_s: hb["interval_ms"].as_integer().unwrap_or(200) as f64 / 1000.0,
+        heartbeat_timeout_s: hb["timeout_ms"].as_integer().unwrap_or(500) as f64 / 1000.0,
+        params: format!("{secondaries} secondaries, fsync {fsync}"),
+        replay: format!(
+            "NEMESIS_SEED={seed} NEMESIS_SECS={} cargo test --test nemesis nemesis_soak -- --ignored --nocapture",
+            dur.as_secs_f64()
+        ),
+    };
+    run_on(&mut cluster, rng, setup).await
+}
+
+/// A started cluster's schedule: what the runner needs besides the cluster.
+pub struct Setup {
+    pub seed: u64,
+    pub dur: Duration,
+    /// When the schedule began (cluster start included), for the report.
+    pub started: Instant,
+    pub secondaries: usize,
+    /// The nodes' heartbeat settings (the checker's timing rules depend on them).
+    pub heartbeat_interval_s: f64,
+    pub heartbeat_timeout_s: f64,
+    /// The cluster's shape, for the report.
+    pub params: String,
+    pub replay: String,
+}
+
+/// Runs the schedule on `cluster` (started, every secondary healthy) with the nemesis
+/// drawing from `rng`; heals, collects the final logs, checks.
+pub async fn run_on<C: Cluster>(cluster: &mut C, mut rng: Rng, setup: Setup) -> Report {
+    let Setup {
+        seed,
+        dur,
+        started,
+        secondaries,
+        heartbeat_interval_s: interval_s,
+        heartbeat_timeout_s: timeout_s,
+        params,
+        replay,
+    } = setup;
+    let all = secondaries + 1;
 
     let clock = Clock(Instant::now());
     let urls: Vec<String> = (0..all).map(|i| cluster.url(i)).collect();
@@ -202,9 +289,9 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
     let mut faults = Faults::default();
     let mut run_errors = Vec::new();
     let mut nem = Nemesis::new(all, clock);
-    nem.run(&mut cluster, &mut rng, end, &mut faults, &mut run_errors)
+    nem.run(cluster, &mut rng, end, &mut faults, &mut run_errors)
         .await;
-    nem.heal(&mut cluster, &mut faults, &mut run_errors).await;
+    nem.heal(cluster, &mut faults, &mut run_errors).await;
     stop_writers.store(true, Ordering::Release);
 
     let mut messages = Vec::new();
@@ -215,7 +302,13 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
             Err(_) => run_errors.push("a writer did not finish its last message".into()),
         }
     }
+    faults
+        .log
+        .push((clock.now(), "every writer has its last answer".into()));
     let final_logs = converge(&urls, &mut run_errors).await;
+    faults
+        .log
+        .push((clock.now(), "every node shows the same log".into()));
     stop_watchers.store(true, Ordering::Release);
     let mut reads = Vec::new();
     for r in readers {
@@ -273,14 +366,15 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
         timed_out: count(|a| matches!(a, Answer::TimedOut { .. })),
         no_answer: count(|a| matches!(a, Answer::Unanswered { .. })),
         seed,
-        secs: end,
         params,
+        replay,
         messages: history.messages.len(),
         acked,
         attempts: history.messages.iter().map(|m| m.attempts.len()).sum(),
         reads: history.reads.len(),
         probes: history.probes.len(),
         faults: history.faults.injected,
+        fault_kinds: history.faults.kinds.clone(),
         log_len,
         elapsed: started.elapsed().as_secs_f64(),
         fault_log: history.faults.log.clone(),
@@ -291,15 +385,15 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
             eprintln!("  {t:7.3}s {what}");
         }
     }
-    if !report.violations.is_empty() {
-        // Keep the nodes' output for the diagnosis.
-        let keep = std::env::temp_dir().join(format!("replog-nemesis-{seed}"));
+    if !report.violations.is_empty() || std::env::var_os("NEMESIS_KEEP").is_some() {
+        // Keep the nodes' output for the diagnosis (NEMESIS_KEEP: for every schedule).
+        let keep = std::env::temp_dir().join(match cluster.kind() {
+            "processes" => format!("replog-nemesis-{seed}"),
+            kind => format!("replog-nemesis-{kind}-{seed}"),
+        });
         let _ = std::fs::remove_dir_all(&keep);
         if std::fs::create_dir_all(&keep).is_ok() {
-            for n in &cluster.nodes {
-                let _ = std::fs::copy(&n.out, keep.join(format!("{}.out", n.name)));
-            }
-            let _ = std::fs::copy(&cluster.log, keep.join("app.log"));
+            cluster.keep_output(&keep).await;
             let _ = std::fs::write(keep.join("history.txt"), format!("{history:#?}"));
             eprintln!(
                 "nemesis seed {seed}: node output and history kept in {}",
@@ -550,11 +644,13 @@ enum Proc {
     Up,
     Paused,
     Killed,
+    /// Off the cluster network (docker backend only); running.
+    Partitioned,
 }
 
 struct NodeState {
     proc: Proc,
-    /// When the current pause or kill began.
+    /// When the current pause, kill or partition began.
     since: f64,
     /// An error-rate burst is on.
     errors: bool,
@@ -593,16 +689,35 @@ impl Nemesis {
         faults.log.push((self.clock.now(), what));
     }
 
+    fn count(faults: &mut Faults, kind: &str) {
+        faults.injected += 1;
+        *faults.kinds.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Notes a failed cluster operation; it fails the schedule (a problem of the run).
+    fn failed<T>(&self, r: Result<T, String>, faults: &mut Faults, errors: &mut Vec<String>) {
+        if let Err(e) = r {
+            self.note(faults, format!("FAILED: {e}"));
+            errors.push(e);
+        }
+    }
+
     /// The fault schedule: until `end`, every 0.2–1.5 s, heal one fault or inject one.
-    async fn run(
+    async fn run<C: Cluster>(
         &mut self,
-        c: &mut TestCluster,
+        c: &mut C,
         rng: &mut Rng,
         end: f64,
         faults: &mut Faults,
         errors: &mut Vec<String>,
     ) {
         let all = self.nodes.len();
+        // Pause, kill, wipe, delay, error rate; then partition where the backend can. The
+        // process backend's draws are the same as before partitions existed.
+        let mut kinds = vec![30u64, 18, 8, 16, 12];
+        if c.can_partition() {
+            kinds.push(16);
+        }
         loop {
             let pause = rng.range(200, 1500) as f64 / 1000.0;
             let left = end - self.clock.now();
@@ -626,20 +741,20 @@ impl Nemesis {
                 self.set_error_rate(c, i, 0.0, faults).await;
                 continue;
             }
-            // Master 1, each secondary 2 for pause and kill.
+            // Master 1, each secondary 2 for pause, kill and partition.
             let mut weights = vec![1u64];
             weights.extend(std::iter::repeat_n(2, all - 1));
             let any = rng.weighted(&weights);
             let secondary = rng.range(1, all as u64) as usize;
-            match rng.weighted(&[30, 18, 8, 16, 12]) {
+            match rng.weighted(&kinds) {
                 0 => {
                     if self.nodes[any].proc == Proc::Up {
-                        self.pause(c, any, faults);
+                        self.pause(c, any, faults, errors).await;
                     }
                 }
                 1 => {
                     if self.nodes[any].proc == Proc::Up {
-                        self.kill(c, any, faults);
+                        self.kill(c, any, faults, errors).await;
                     }
                 }
                 2 => {
@@ -653,56 +768,73 @@ impl Nemesis {
                         self.delay(c, secondary, secs, faults).await;
                     }
                 }
-                _ => {
+                4 => {
                     let p = rng.range(10, 90) as f64 / 100.0;
                     if self.nodes[secondary].proc == Proc::Up && !self.nodes[secondary].errors {
                         self.set_error_rate(c, secondary, p, faults).await;
+                    }
+                }
+                _ => {
+                    if self.nodes[any].proc == Proc::Up {
+                        self.partition(c, any, faults, errors).await;
                     }
                 }
             }
         }
     }
 
-    fn pause(&mut self, c: &mut TestCluster, i: usize, faults: &mut Faults) {
-        let t = self.clock.now();
-        c.nodes[i].pause();
-        self.nodes[i].proc = Proc::Paused;
-        self.nodes[i].since = t;
-        faults.injected += 1;
-        self.note(faults, format!("pause {}", Self::name(i)));
-    }
-
-    fn kill(&mut self, c: &mut TestCluster, i: usize, faults: &mut Faults) {
-        let t = self.clock.now();
-        c.nodes[i].kill();
-        self.nodes[i].proc = Proc::Killed;
-        self.nodes[i].since = t;
-        // A restarted process takes its error rate from its config (0).
-        self.nodes[i].errors = false;
-        faults.injected += 1;
-        self.note(faults, format!("kill -9 {}", Self::name(i)));
-    }
-
-    async fn wipe(
+    async fn pause<C: Cluster>(
         &mut self,
-        c: &mut TestCluster,
+        c: &mut C,
         i: usize,
         faults: &mut Faults,
         errors: &mut Vec<String>,
     ) {
         let t = self.clock.now();
-        c.nodes[i].kill();
+        let r = c.pause(i).await;
+        // Even a failed `docker pause` may have frozen it: treat it as paused, so the heal
+        // resumes it and its span counts.
+        self.nodes[i].proc = Proc::Paused;
+        self.nodes[i].since = t;
+        Self::count(faults, "pause");
+        self.note(faults, format!("pause {}", Self::name(i)));
+        self.failed(r, faults, errors);
+    }
+
+    async fn kill<C: Cluster>(
+        &mut self,
+        c: &mut C,
+        i: usize,
+        faults: &mut Faults,
+        errors: &mut Vec<String>,
+    ) {
+        let t = self.clock.now();
+        let r = c.kill(i).await;
+        self.nodes[i].proc = Proc::Killed;
+        self.nodes[i].since = t;
+        // A restarted process takes its error rate from its config (0).
         self.nodes[i].errors = false;
-        let dir = c.dir().join("data").join(&c.nodes[i].name);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            errors.push(format!("could not wipe {}: {e}", dir.display()));
-        }
-        faults.injected += 1;
+        Self::count(faults, "kill");
+        self.note(faults, format!("kill -9 {}", Self::name(i)));
+        self.failed(r, faults, errors);
+    }
+
+    async fn wipe<C: Cluster>(
+        &mut self,
+        c: &mut C,
+        i: usize,
+        faults: &mut Faults,
+        errors: &mut Vec<String>,
+    ) {
+        let t = self.clock.now();
+        self.nodes[i].errors = false;
+        let r = c.wipe(i).await;
+        Self::count(faults, "wipe");
         self.note(
             faults,
-            format!("kill -9 {}, wipe its data dir", Self::name(i)),
+            format!("kill -9 {}, wipe its data, start it", Self::name(i)),
         );
-        c.nodes[i].start();
+        self.failed(r, faults, errors);
         faults.wipes.push(Span {
             node: i,
             start: t,
@@ -713,7 +845,23 @@ impl Nemesis {
         self.up(c, i, faults, errors).await;
     }
 
-    async fn delay(&mut self, c: &TestCluster, i: usize, secs: f64, faults: &mut Faults) {
+    async fn partition<C: Cluster>(
+        &mut self,
+        c: &mut C,
+        i: usize,
+        faults: &mut Faults,
+        errors: &mut Vec<String>,
+    ) {
+        let t = self.clock.now();
+        let r = c.partition(i).await;
+        self.nodes[i].proc = Proc::Partitioned;
+        self.nodes[i].since = t;
+        Self::count(faults, "partition");
+        self.note(faults, format!("partition {} off", Self::name(i)));
+        self.failed(r, faults, errors);
+    }
+
+    async fn delay<C: Cluster>(&mut self, c: &C, i: usize, secs: f64, faults: &mut Faults) {
         let r = self
             .client
             .post(format!("{}/delay", c.url(i)))
@@ -722,7 +870,9 @@ impl Nemesis {
             .send()
             .await;
         let ok = r.is_ok_and(|r| r.status().is_success());
-        faults.injected += u64::from(ok);
+        if ok {
+            Self::count(faults, "delay");
+        }
         self.note(
             faults,
             format!(
@@ -733,7 +883,7 @@ impl Nemesis {
         );
     }
 
-    async fn set_error_rate(&mut self, c: &TestCluster, i: usize, p: f64, faults: &mut Faults) {
+    async fn set_error_rate<C: Cluster>(&mut self, c: &C, i: usize, p: f64, faults: &mut Faults) {
         let r = self
             .client
             .post(format!("{}/fault", c.url(i)))
@@ -744,7 +894,9 @@ impl Nemesis {
         let ok = r.is_ok_and(|r| r.status().is_success());
         if ok {
             self.nodes[i].errors = p > 0.0;
-            faults.injected += u64::from(p > 0.0);
+            if p > 0.0 {
+                Self::count(faults, "error_rate");
+            }
         }
         self.note(
             faults,
@@ -756,10 +908,10 @@ impl Nemesis {
         );
     }
 
-    /// Ends node `i`'s pause or kill.
-    async fn heal_node(
+    /// Ends node `i`'s pause, kill or partition.
+    async fn heal_node<C: Cluster>(
         &mut self,
-        c: &mut TestCluster,
+        c: &mut C,
         i: usize,
         faults: &mut Faults,
         errors: &mut Vec<String>,
@@ -767,7 +919,7 @@ impl Nemesis {
         match self.nodes[i].proc {
             Proc::Up => {}
             Proc::Paused => {
-                c.nodes[i].resume();
+                let r = c.resume(i).await;
                 let end = self.clock.now();
                 let span = Span {
                     node: i,
@@ -780,19 +932,38 @@ impl Nemesis {
                 }
                 self.nodes[i].proc = Proc::Up;
                 self.note(faults, format!("resume {}", Self::name(i)));
+                self.failed(r, faults, errors);
             }
             Proc::Killed => {
-                c.nodes[i].start();
+                let r = c.start(i).await;
                 self.note(faults, format!("restart {}", Self::name(i)));
+                self.failed(r, faults, errors);
                 self.up(c, i, faults, errors).await;
+            }
+            Proc::Partitioned => {
+                let r = c.heal_partition(i).await;
+                let span = Span {
+                    node: i,
+                    start: self.nodes[i].since,
+                    end: self.clock.now(),
+                };
+                if i == 0 {
+                    faults.master_partitioned.push(span);
+                } else {
+                    // Unreachable for the master, like a paused secondary.
+                    faults.down.push(span);
+                }
+                self.nodes[i].proc = Proc::Up;
+                self.note(faults, format!("reconnect {}", Self::name(i)));
+                self.failed(r, faults, errors);
             }
         }
     }
 
     /// Waits until restarted node `i` answers `/heartbeat`; closes its down span.
-    async fn up(
+    async fn up<C: Cluster>(
         &mut self,
-        c: &TestCluster,
+        c: &C,
         i: usize,
         faults: &mut Faults,
         errors: &mut Vec<String>,
@@ -831,8 +1002,8 @@ impl Nemesis {
         self.note(faults, format!("{} is up", Self::name(i)));
     }
 
-    /// Every node resumed or restarted, every error rate back to 0.
-    async fn heal(&mut self, c: &mut TestCluster, faults: &mut Faults, errors: &mut Vec<String>) {
+    /// Every node resumed, restarted or reconnected, every error rate back to 0.
+    async fn heal<C: Cluster>(&mut self, c: &mut C, faults: &mut Faults, errors: &mut Vec<String>) {
         self.note(faults, "heal".into());
         for i in 0..self.nodes.len() {
             self.heal_node(c, i, faults, errors).await;
