@@ -794,11 +794,31 @@ impl Nemesis {
         let r = c.pause(i).await;
         // Even a failed `docker pause` may have frozen it: treat it as paused, so the heal
         // resumes it and its span counts.
-        self.nodes[i].proc = Proc::Paused;
-        self.nodes[i].since = t;
-        Self::count(faults, "pause");
-        self.note(faults, format!("pause {}", Self::name(i)));
+        self.went_down(
+            i,
+            Proc::Paused,
+            t,
+            "pause",
+            format!("pause {}", Self::name(i)),
+            faults,
+        );
         self.failed(r, faults, errors);
+    }
+
+    /// Records that node `i` went into state `proc` at `t` by a fault of `kind`.
+    fn went_down(
+        &mut self,
+        i: usize,
+        proc: Proc,
+        t: f64,
+        kind: &str,
+        note: String,
+        faults: &mut Faults,
+    ) {
+        self.nodes[i].proc = proc;
+        self.nodes[i].since = t;
+        Self::count(faults, kind);
+        self.note(faults, note);
     }
 
     async fn kill<C: Cluster>(
@@ -810,12 +830,16 @@ impl Nemesis {
     ) {
         let t = self.clock.now();
         let r = c.kill(i).await;
-        self.nodes[i].proc = Proc::Killed;
-        self.nodes[i].since = t;
         // A restarted process takes its error rate from its config (0).
         self.nodes[i].errors = false;
-        Self::count(faults, "kill");
-        self.note(faults, format!("kill -9 {}", Self::name(i)));
+        self.went_down(
+            i,
+            Proc::Killed,
+            t,
+            "kill",
+            format!("kill -9 {}", Self::name(i)),
+            faults,
+        );
         self.failed(r, faults, errors);
     }
 
@@ -854,10 +878,8 @@ impl Nemesis {
     ) {
         let t = self.clock.now();
         let r = c.partition(i).await;
-        self.nodes[i].proc = Proc::Partitioned;
-        self.nodes[i].since = t;
-        Self::count(faults, "partition");
-        self.note(faults, format!("partition {} off", Self::name(i)));
+        let note = format!("partition {} off", Self::name(i));
+        self.went_down(i, Proc::Partitioned, t, "partition", note, faults);
         self.failed(r, faults, errors);
     }
 
