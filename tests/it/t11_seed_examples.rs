@@ -61,15 +61,7 @@ async fn t11_seed_curl_examples_work_verbatim() {
     // The master's own key 2 now conflicts with it on secondary1: the master shows the 409
     // for that secondary and appends that do not need it keep working.
     assert_eq!(c.append("fromMaster", 2).await, 2);
-    wait_until(
-        "the master's /health shows secondary1's 409",
-        Duration::from_secs(10),
-        || async {
-            let n = c.node_health("secondary1").await;
-            n["error"].as_str().is_some_and(|e| e.contains("409"))
-        },
-    )
-    .await;
+    wait_secondary1_refused(&c).await;
     assert_eq!(c.append("after1", 2).await, 3);
     assert_eq!(c.append("after2", 1).await, 4);
     let master_log = ["testValue", "fromMaster", "after1", "after2"];
@@ -103,15 +95,7 @@ async fn t11_a_scripted_put_beyond_the_gap_is_never_counted_as_the_masters_messa
     // Arrange: secondary1 holds key 1; a script puts its own key 3 there (held aside).
     let c = TestCluster::start(2).await;
     assert_eq!(c.append("m1", 3).await, 1);
-    let r = c
-        .call(
-            Method::PUT,
-            1,
-            "/message",
-            serde_json::json!({"key": 3, "value": "scripted"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    put_scripted(&c, 3).await;
     // The master's key 2 fills the gap: secondary1's contiguous prefix is now 1..=3, but its
     // key 3 is not the master's.
     assert_eq!(c.append("m2", 3).await, 2);
@@ -121,15 +105,7 @@ async fn t11_a_scripted_put_beyond_the_gap_is_never_counted_as_the_masters_messa
     let m3 = c.spawn_append("m3", 3);
 
     // Assert: secondary1 refuses it (409, shown by the master) and is never counted for it.
-    wait_until(
-        "the master's /health shows secondary1's 409",
-        Duration::from_secs(10),
-        || async {
-            let n = c.node_health("secondary1").await;
-            n["error"].as_str().is_some_and(|e| e.contains("409"))
-        },
-    )
-    .await;
+    wait_secondary1_refused(&c).await;
     assert!(
         !m3.is_finished(),
         "w=3 must not count secondary1, which holds another message under key 3"
@@ -156,25 +132,9 @@ async fn t11_keys_after_a_refused_key_never_land_behind_it_while_its_retry_is_in
     // key 2 (409) on every try.
     let c = TestCluster::start(2).await;
     assert_eq!(c.append("m1", 3).await, 1);
-    let r = c
-        .call(
-            Method::PUT,
-            1,
-            "/message",
-            serde_json::json!({"key": 2, "value": "scripted"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    put_scripted(&c, 2).await;
     let m2 = c.spawn_append("m2", 3);
-    wait_until(
-        "the master's /health shows secondary1's 409",
-        Duration::from_secs(10),
-        || async {
-            let n = c.node_health("secondary1").await;
-            n["error"].as_str().is_some_and(|e| e.contains("409"))
-        },
-    )
-    .await;
+    wait_secondary1_refused(&c).await;
 
     // Act: a retry of key 2 is held in secondary1 for 2 s (a /delay) while key 3 is appended.
     c.delay(1, 2.0).await;
@@ -204,4 +164,30 @@ async fn t11_keys_after_a_refused_key_never_land_behind_it_while_its_retry_is_in
     assert!(!m2.is_finished(), "w=3 must not count secondary1");
     let n = c.node_health("secondary1").await;
     assert_eq!(n["acked_key"], 1, "{n}");
+}
+
+/// A script's `PUT /message` of key `key` ("scripted") on secondary1, as the seed does it.
+async fn put_scripted(c: &TestCluster, key: u64) {
+    let r = c
+        .call(
+            Method::PUT,
+            1,
+            "/message",
+            serde_json::json!({"key": key, "value": "scripted"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Waits until the master's /health shows secondary1 refusing a key with 409.
+async fn wait_secondary1_refused(c: &TestCluster) {
+    wait_until(
+        "the master's /health shows secondary1's 409",
+        Duration::from_secs(10),
+        || async {
+            let n = c.node_health("secondary1").await;
+            n["error"].as_str().is_some_and(|e| e.contains("409"))
+        },
+    )
+    .await;
 }
