@@ -420,21 +420,17 @@ pub async fn run_schedule(env: &Env, seed: u64, dur: Duration) -> Report {
     // The shipped compose files have 2 or 4 secondaries.
     let secondaries = *rng.pick(&[2usize, 2, 4]);
     let fsync = *rng.pick(&["always", "interval", "never"]);
-    let settings = crate::helpers::base_settings();
-    let hb = &settings["heartbeat"];
-    let setup = Setup {
+    let setup = Setup::new(
         seed,
         dur,
         started,
         secondaries,
-        heartbeat_interval_s: hb["interval_ms"].as_integer().unwrap_or(200) as f64 / 1000.0,
-        heartbeat_timeout_s: hb["timeout_ms"].as_integer().unwrap_or(500) as f64 / 1000.0,
-        params: format!("docker, {secondaries} secondaries, fsync {fsync}"),
-        replay: format!(
+        format!("docker, {secondaries} secondaries, fsync {fsync}"),
+        format!(
             "E2E_PHASES=8 E2E_IP_CHANGE=0 NEMESIS_SEED={seed} NEMESIS_SECS={} bash e2e/run.sh",
             dur.as_secs_f64()
         ),
-    };
+    );
     let mut cluster = match DockerCluster::start(env, secondaries, fsync).await {
         Ok(c) => c,
         Err(e) => return Report::failed_to_start(setup, e),

@@ -212,21 +212,17 @@ pub async fn run_schedule(seed: u64, dur: Duration) -> Report {
         })
         .start()
         .await;
-    let settings = crate::helpers::base_settings();
-    let hb = &settings["heartbeat"];
-    let setup = Setup {
+    let setup = Setup::new(
         seed,
         dur,
         started,
         secondaries,
-        heartbeat_interval_s: hb["interval_ms"].as_integer().unwrap_or(200) as f64 / 1000.0,
-        heartbeat_timeout_s: hb["timeout_ms"].as_integer().unwrap_or(500) as f64 / 1000.0,
-        params: format!("{secondaries} secondaries, fsync {fsync}"),
-        replay: format!(
+        format!("{secondaries} secondaries, fsync {fsync}"),
+        format!(
             "NEMESIS_SEED={seed} NEMESIS_SECS={} cargo test --test nemesis nemesis_soak -- --ignored --nocapture",
             dur.as_secs_f64()
         ),
-    };
+    );
     run_on(&mut cluster, rng, setup).await
 }
 
@@ -243,6 +239,32 @@ pub struct Setup {
     /// The cluster's shape, for the report.
     pub params: String,
     pub replay: String,
+}
+
+impl Setup {
+    /// A schedule's setup, with the heartbeat timing every test cluster runs with
+    /// (`helpers::base_settings`).
+    pub fn new(
+        seed: u64,
+        dur: Duration,
+        started: Instant,
+        secondaries: usize,
+        params: String,
+        replay: String,
+    ) -> Self {
+        let settings = crate::helpers::base_settings();
+        let hb = &settings["heartbeat"];
+        Setup {
+            seed,
+            dur,
+            started,
+            secondaries,
+            heartbeat_interval_s: hb["interval_ms"].as_integer().unwrap_or(200) as f64 / 1000.0,
+            heartbeat_timeout_s: hb["timeout_ms"].as_integer().unwrap_or(500) as f64 / 1000.0,
+            params,
+            replay,
+        }
+    }
 }
 
 /// Runs the schedule on `cluster` (started, every secondary healthy) with the nemesis
