@@ -35,7 +35,7 @@ pub enum Command {
         /// The master's port; secondary i listens on base-port + i.
         #[arg(long, default_value_t = 8000)]
         base_port: u16,
-        /// Each node keeps its data in DIR/<node name>.
+        /// Each node keeps its data in `DIR/<node name>`.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
         /// The address every node listens on.
@@ -44,7 +44,7 @@ pub enum Command {
         /// Log file all nodes append to ("" for none).
         #[arg(long, default_value = "log/app.log")]
         log_file: String,
-        /// Extra TOML settings applied to every node (e.g. a [heartbeat] section).
+        /// Extra TOML settings applied to every node (e.g. a `[heartbeat]` section).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Runtime threads per node (node.worker_threads): 1, a single-threaded runtime, is the

@@ -8,7 +8,7 @@
 //!
 //! `append`, `read` and `status` use reqwest. `bench` does not: it speaks just enough
 //! HTTP/1.1 itself, on one single-threaded runtime per core, so that the load generator costs
-//! no more CPU per request than wrk (`bench/bench-vs-wrk.sh` checks that); see [`bench`].
+//! no more CPU per request than wrk (`bench/bench-vs-wrk.sh` checks that); see [`fn@bench`].
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! by one background thread (`tracing_appender::non_blocking`), so a slow disk or terminal does
 //! not stall requests; the returned guard flushes it at exit. Per-message events go through a
 //! [`LineBudget`] so that their rate, and the cost of logging them, stays bounded under load. A burst of events is written with one syscall
-//! ([`WholeEvents`]).
+//! (`WholeEvents`).
 
 use std::fmt;
 use std::io::Write;

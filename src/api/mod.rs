@@ -68,8 +68,8 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// within `timeout` (`limits.body_read_timeout_ms`), so a client trickling its body cannot
 /// hold a request open for ever.
 ///
-/// A body over the limit is not answered at once: the rest of it (up to [`DRAIN_BYTES`], for
-/// up to [`DRAIN_TIME`]) is read and dropped first. Closing a socket with unread request
+/// A body over the limit is not answered at once: the rest of it (up to `DRAIN_BYTES`, for
+/// up to `DRAIN_TIME`) is read and dropped first. Closing a socket with unread request
 /// bytes makes the kernel reset the connection, and a client still sending its body would
 /// then see a broken pipe instead of the 413 (a "lingering close", as nginx does).
 pub async fn read_body(
