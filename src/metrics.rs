@@ -106,6 +106,28 @@ struct PerW {
     latency: Histogram,
 }
 
+/// The writer's figures (see `crate::writer`), made before the writer starts and registered
+/// with the node's other metrics. Cloning shares the series.
+#[derive(Clone)]
+pub struct WriteStats {
+    /// How long each fsync of the log took (both policies that fsync).
+    pub fsync: Histogram,
+    /// Messages per write of the log: how many appends or replicated entries one write (and,
+    /// under `fsync = "always"`, one fsync) carried. Group commit at work shows here.
+    pub batch: Histogram,
+}
+
+impl Default for WriteStats {
+    fn default() -> Self {
+        WriteStats {
+            // 20 µs to about 10 s.
+            fsync: Histogram::new(exponential_buckets(0.00002, 2.0, 20)),
+            // 1 to 4096 messages (the writer's largest batch), then +Inf.
+            batch: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        }
+    }
+}
+
 /// A node's metrics; see the module docs.
 pub struct Metrics {
     events: Registry,
@@ -125,9 +147,19 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// Metrics of a node in a cluster of `all` nodes (master: `master` true) whose log ends at
-    /// `last_key` at startup.
-    pub fn new(all: usize, master: bool, last_key: u64) -> Self {
+    /// `last_key` at startup; `writes` are its writer's figures.
+    pub fn new(all: usize, master: bool, last_key: u64, writes: &WriteStats) -> Self {
         let mut events = Registry::with_prefix("replog");
+        events.register(
+            "fsync_duration_seconds",
+            "Time each fsync of the log took (storage.fsync \"always\": one per write; \"interval\": one per interval with new data)",
+            writes.fsync.clone(),
+        );
+        events.register(
+            "write_batch_messages",
+            "Messages carried by each write of the log (appends on the master, replicated entries on a secondary): group commit shows as batches above 1",
+            writes.batch.clone(),
+        );
         let appends = Family::<AppendLabels, Counter>::default();
         let latency = Family::<WLabel, Histogram>::new_with_constructor(|| {
             // 100 µs to about 13 s; a w waiting for a paused node lands in +Inf.
@@ -560,7 +592,10 @@ mod tests {
 
     #[test]
     fn appends_are_counted_by_w_and_outcome_and_render_as_prometheus_text() {
-        let m = Metrics::new(3, true, 0);
+        let writes = WriteStats::default();
+        let m = Metrics::new(3, true, 0, &writes);
+        writes.fsync.observe(0.0003);
+        writes.batch.observe(17.0);
         let started = Instant::now();
         m.observe_append(StatusCode::CREATED, Some(2), started);
         m.observe_append(StatusCode::OK, Some(2), started);
@@ -579,5 +614,11 @@ mod tests {
         assert!(out.contains("replog_appends_refused_total{status=\"400\"} 1"));
         assert!(out.contains("replog_append_duration_seconds_count{w=\"2\"} 2"));
         assert!(out.contains("# TYPE replog_append_duration_seconds histogram"));
+        // The writer's figures, shared with the handles it was given.
+        assert!(
+            out.contains("replog_fsync_duration_seconds_count 1"),
+            "{out}"
+        );
+        assert!(out.contains("replog_write_batch_messages_sum 17"), "{out}");
     }
 }

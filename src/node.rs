@@ -91,8 +91,10 @@ impl Node {
             t.record(0, 1, last);
             Arc::new(t)
         });
+        let write_stats = crate::metrics::WriteStats::default();
         let (writer, contiguous, join) = Writer::spawn(
             store.clone(),
+            write_stats.clone(),
             settings.storage.fsync,
             std::time::Duration::from_millis(settings.storage.fsync_interval_ms),
             tracker.clone(),
@@ -115,8 +117,12 @@ impl Node {
             None => None,
         };
 
-        let metrics =
-            crate::metrics::Metrics::new(settings.all_nodes(), is_master, store.contiguous_key());
+        let metrics = crate::metrics::Metrics::new(
+            settings.all_nodes(),
+            is_master,
+            store.contiguous_key(),
+            &write_stats,
+        );
         let node = Node {
             metrics,
             faults: Faults::new(settings.fault.enabled, settings.fault.error_rate),

@@ -1,10 +1,13 @@
 //! The writer: the one task that writes a node's log.
 //!
 //! Every append (master) and every replicated entry (secondary) goes through one
-//! [`Writer`] handle into one task, which drains whatever has queued up, writes it with one
-//! [`LogStore::put`] per request kind, applies the fsync policy once for the whole lot, and
-//! only then answers. Draining the queue is the batching: under load many appends share one
-//! write and one fsync (group commit); with one client nothing waits for a batch to fill.
+//! [`Writer`] handle into one task, which drains whatever has queued up and writes it with one
+//! [`LogStore::put`] per request kind. The write is then *settled* — published and answered —
+//! at once, or under `fsync = "always"` by the sync stage (`sync_stage`, a thread of its
+//! own) once an fsync covers it. The sync stage takes every write that queued up since its
+//! last fsync and covers them with one, while the writer goes on writing: pipelined group
+//! commit. Draining the queue is the batching: under load many appends share one write and
+//! one fsync; with one client nothing waits for a batch to fill.
 //!
 //! Invariants:
 //! * keys are assigned here and only here, as `contiguous_key() + 1, + 2, …`, so the master's
@@ -12,7 +15,9 @@
 //! * an entry is acknowledged (its reply sent, its master ack recorded, the published
 //!   `contiguous` key moved past it) only after it is written, and under
 //!   `fsync = "always"` only after an fsync that covers it;
-//! * the idempotency index (`id` → key) changes only together with a successful write.
+//! * the idempotency index (`id` → key) changes only together with a successful write;
+//! * writes are settled in the order they were written, so the published `contiguous` key
+//!   only moves forward and never past an entry whose fsync has not returned.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,6 +32,7 @@ use crate::config::FsyncPolicy;
 use crate::dedup::{DedupStats, IdIndex};
 use crate::log::tail::TailCache;
 use crate::log::{Entry, LogStore, StoreError};
+use crate::metrics::WriteStats;
 use crate::telemetry::LineBudget;
 
 /// Most requests folded into one write.
@@ -88,8 +94,10 @@ impl Writer {
     /// recent messages have their ids remembered (`None`: all; see `crate::dedup`). Returns
     /// the handle and a watch of the visible log's end, which moves only past acknowledged
     /// entries.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         store: Arc<dyn LogStore>,
+        stats: WriteStats,
         fsync: FsyncPolicy,
         fsync_interval: Duration,
         tracker: Option<Arc<AckTracker>>,
@@ -106,23 +114,42 @@ impl Writer {
         }
         let dedup = ids.stats();
         if fsync == FsyncPolicy::Interval {
-            tokio::spawn(sync_every(store.clone(), fsync_interval, shutdown.clone()));
+            tokio::spawn(sync_every(
+                store.clone(),
+                fsync_interval,
+                stats.fsync.clone(),
+                shutdown.clone(),
+            ));
         }
         let assigned = Arc::new(AtomicBool::new(false));
         let tail = tracker
             .is_some()
             .then(|| Arc::new(TailCache::new(TAIL_ENTRIES, TAIL_BYTES)));
         let aside = Arc::new(AtomicUsize::new(store.held_aside()));
+        let publish = Arc::new(Publish {
+            tracker,
+            contiguous: contiguous_tx,
+            aside: aside.clone(),
+        });
+        let (syncer, sync_stage) = if fsync == FsyncPolicy::Always {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (store, publish, took) = (store.clone(), publish.clone(), stats.fsync.clone());
+            // A thread of the blocking pool for as long as the writer runs.
+            let stage = tokio::task::spawn_blocking(move || sync_stage(store, rx, publish, took));
+            (Some(tx), Some(stage))
+        } else {
+            (None, None)
+        };
         let task = WriterTask {
             tail: tail.clone(),
             store,
-            fsync,
-            tracker,
             ids,
             lines: LineBudget::new(event_lines_per_s),
             assigned_keys: assigned.clone(),
-            contiguous: contiguous_tx,
-            aside: aside.clone(),
+            publish,
+            syncer,
+            sync_stage,
+            stats,
         };
         let join = tokio::spawn(task.run(rx, shutdown));
         (
@@ -186,8 +213,6 @@ impl Writer {
 
 struct WriterTask {
     store: Arc<dyn LogStore>,
-    fsync: FsyncPolicy,
-    tracker: Option<Arc<AckTracker>>,
     ids: IdIndex,
     /// Lines for "append received, key assigned" (see `LineBudget`).
     lines: LineBudget,
@@ -196,13 +221,15 @@ struct WriterTask {
     /// master holds keys the master lost; after it, keys the master never had (a script's
     /// `PUT /message`), which must meet the master's own message and a 409 instead.
     assigned_keys: Arc<AtomicBool>,
-    /// Published end of the visible, acknowledged log.
-    contiguous: watch::Sender<u64>,
     /// The newest entries written, each added only after the store wrote it (master only).
     tail: Option<Arc<TailCache>>,
-    /// Published count of entries held aside; stored after `contiguous` (see
-    /// `Writer::held_aside`).
-    aside: Arc<AtomicUsize>,
+    /// What a settled write moves (shared with the sync stage).
+    publish: Arc<Publish>,
+    /// `fsync = "always"`: writes go here to wait for their fsync (see [`sync_stage`]);
+    /// otherwise they are settled as soon as they are written.
+    syncer: Option<std::sync::mpsc::Sender<Written>>,
+    sync_stage: Option<tokio::task::JoinHandle<()>>,
+    stats: WriteStats,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, WriteError>>;
@@ -222,14 +249,19 @@ impl WriterTask {
             if n == 0 {
                 break;
             }
-            self.process(&mut cmds).await;
+            self.process(&mut cmds);
+        }
+        // Writes still waiting for their fsync are settled before the final one.
+        self.syncer = None;
+        if let Some(stage) = self.sync_stage.take() {
+            let _ = stage.await;
         }
         if let Err(e) = self.store.sync() {
             tracing::error!(cause = %e, "final fsync at shutdown failed");
         }
     }
 
-    async fn process(&mut self, cmds: &mut Vec<Command>) {
+    fn process(&mut self, cmds: &mut Vec<Command>) {
         let mut puts: Vec<(PutReply, Result<usize, WriteError>)> = Vec::new();
         let mut appends: Vec<Entry> = Vec::new();
         let mut append_replies: Vec<(AppendReply, Appended)> = Vec::new();
@@ -241,7 +273,8 @@ impl WriterTask {
         for cmd in cmds.drain(..) {
             match cmd {
                 Command::Put { entries, reply } => {
-                    let r = if self.tracker.is_some() {
+                    self.stats.batch.observe(entries.len() as f64);
+                    let r = if self.publish.tracker.is_some() {
                         self.adopt(entries)
                     } else {
                         self.store.put(&entries).map_err(WriteError::from)
@@ -298,6 +331,7 @@ impl WriterTask {
         let put = if appends.is_empty() {
             Ok(0)
         } else {
+            self.stats.batch.observe(appends.len() as f64);
             self.store.put(&appends)
         };
         if let Some(tail) = &self.tail {
@@ -324,51 +358,92 @@ impl WriterTask {
         // Anything that may have reached the log (even a failed put can store a prefix) is
         // covered by the fsync; only puts that found everything already held skip it.
         let wrote = !appends.is_empty() || puts.iter().any(|(_, r)| !matches!(r, Ok(0)));
-        let mut sync_error = None;
-        if wrote && self.fsync == FsyncPolicy::Always {
-            let store = self.store.clone();
-            let r = tokio::task::spawn_blocking(move || store.sync()).await;
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => sync_error = Some(e.to_string()),
-                Err(e) => sync_error = Some(e.to_string()),
+        let written = Written {
+            start_key,
+            first_key,
+            last: self.store.contiguous_key(),
+            aside: self.store.held_aside(),
+            wrote,
+            append_error,
+            puts,
+            appends: append_replies,
+        };
+        match &self.syncer {
+            // fsync = "always": answered once the sync stage has made it durable.
+            Some(tx) => {
+                if let Err(std::sync::mpsc::SendError(w)) = tx.send(written) {
+                    // The sync stage is gone (it only stops when this task does): nothing
+                    // can be vouched for.
+                    w.settle(&self.publish, Some("the fsync stage has stopped".into()));
+                }
             }
-            if let Some(e) = &sync_error {
-                tracing::error!(cause = %e, "fsync failed; the written entries are not durable");
-            }
+            None => written.settle(&self.publish, None),
         }
+    }
+}
 
-        let last = self.store.contiguous_key();
-        if let Some(t) = &self.tracker
-            && sync_error.is_none()
-            && last >= start_key
-        {
-            t.extend_to(last);
-            t.record(0, start_key, last);
-        }
+/// What the writer publishes once a write is settled (written, and under `fsync = "always"`
+/// made durable): the master's own acks and the visible end of the log.
+struct Publish {
+    tracker: Option<Arc<AckTracker>>,
+    /// Published end of the visible, acknowledged log.
+    contiguous: watch::Sender<u64>,
+    /// Published count of entries held aside; stored after `contiguous` (see
+    /// `Writer::held_aside`).
+    aside: Arc<AtomicUsize>,
+}
+
+/// One write of the log, waiting to be settled: its requests' answers and what it moved.
+struct Written {
+    /// The first key the write added to the log (adopted or new).
+    start_key: u64,
+    /// The first key given to an append of this write.
+    first_key: u64,
+    /// The store's contiguous key and entries held aside right after the write.
+    last: u64,
+    aside: usize,
+    /// Whether anything may have reached the file (then it needs the fsync).
+    wrote: bool,
+    append_error: Option<String>,
+    puts: Vec<(PutReply, Result<usize, WriteError>)>,
+    appends: Vec<(AppendReply, Appended)>,
+}
+
+impl Written {
+    /// Publishes the write and answers its requests; `sync_error` is the failed fsync that
+    /// should have covered it, if any (then nothing is published and every request that
+    /// wrote gets the error).
+    fn settle(self, publish: &Publish, sync_error: Option<String>) {
+        let last = self.last;
         if sync_error.is_none() {
-            self.contiguous.send_if_modified(|v| {
-                let moved = *v != last;
-                *v = last;
+            if let Some(t) = &publish.tracker
+                && last >= self.start_key
+            {
+                t.extend_to(last);
+                t.record(0, self.start_key, last);
+            }
+            publish.contiguous.send_if_modified(|v| {
+                // Settled writes arrive in order; never move the end back.
+                let moved = *v < last;
+                *v = (*v).max(last);
                 moved
             });
-            self.aside.store(self.store.held_aside(), Ordering::Release);
+            publish.aside.store(self.aside, Ordering::Release);
         }
-
-        for (reply, r) in puts {
+        for (reply, r) in self.puts {
             let r = match (r, &sync_error) {
                 (Ok(_), Some(e)) => Err(WriteError::Sync(e.clone())),
                 (r, _) => r,
             };
             let _ = reply.send(r);
         }
-        for (reply, outcome) in append_replies {
-            // A duplicate of an id first appended in this same batch shares that append's fate.
+        for (reply, outcome) in self.appends {
+            // A duplicate of an id first appended in this same write shares that append's fate.
             let written_now = match outcome {
                 Appended::New(_) => true,
-                Appended::Duplicate(k) => k >= first_key,
+                Appended::Duplicate(k) => k >= self.first_key,
             };
-            let r = match (&append_error, &sync_error, written_now) {
+            let r = match (&self.append_error, &sync_error, written_now) {
                 (Some(e), _, true) => Err(WriteError::Store(StoreError::Io(
                     std::io::Error::other(e.clone()),
                 ))),
@@ -376,6 +451,37 @@ impl WriterTask {
                 _ => Ok(outcome),
             };
             let _ = reply.send(r);
+        }
+    }
+}
+
+/// The sync stage of `fsync = "always"`, on a thread of its own: takes every write that
+/// queued up since its last fsync, fsyncs once for all of them, then settles them in order.
+/// The writer meanwhile goes on writing, so one fsync follows the other with no gap and
+/// each covers whatever was written while the one before ran (pipelined group commit). An
+/// fsync failure is sticky in the store, so once one failed every later write fails too.
+fn sync_stage(
+    store: Arc<dyn LogStore>,
+    rx: std::sync::mpsc::Receiver<Written>,
+    publish: Arc<Publish>,
+    took: prometheus_client::metrics::histogram::Histogram,
+) {
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        batch.extend(rx.try_iter());
+        let mut sync_error = None;
+        if batch.iter().any(|w| w.wrote) {
+            let started = std::time::Instant::now();
+            let r = store.sync();
+            took.observe(started.elapsed().as_secs_f64());
+            if let Err(e) = r {
+                tracing::error!(cause = %e, "fsync failed; the written entries are not durable");
+                sync_error = Some(e.to_string());
+            }
+        }
+        for w in batch.drain(..) {
+            w.settle(&publish, sync_error.clone());
         }
     }
 }
@@ -427,7 +533,12 @@ impl WriterTask {
 }
 
 /// `fsync = "interval"`: sync in the background every `every`, when something was written.
-async fn sync_every(store: Arc<dyn LogStore>, every: Duration, shutdown: CancellationToken) {
+async fn sync_every(
+    store: Arc<dyn LogStore>,
+    every: Duration,
+    took: prometheus_client::metrics::histogram::Histogram,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced = store.contiguous_key();
@@ -442,7 +553,14 @@ async fn sync_every(store: Arc<dyn LogStore>, every: Duration, shutdown: Cancell
             continue;
         }
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.sync()).await {
+        let took = took.clone();
+        let sync = move || {
+            let started = std::time::Instant::now();
+            let r = s.sync();
+            took.observe(started.elapsed().as_secs_f64());
+            r
+        };
+        match tokio::task::spawn_blocking(sync).await {
             Ok(Ok(())) => (synced, aside) = (now, now_aside),
             Ok(Err(e)) => tracing::error!(cause = %e, "interval fsync failed"),
             Err(e) => tracing::error!(cause = %e, "interval fsync task failed"),
@@ -461,6 +579,7 @@ mod tests {
         let tracker = Arc::new(AckTracker::new(1, 0));
         let (w, mut contiguous, _) = Writer::spawn(
             store.clone(),
+            WriteStats::default(),
             FsyncPolicy::Never,
             Duration::from_millis(100),
             Some(tracker.clone()),
@@ -497,5 +616,133 @@ mod tests {
         assert_eq!(store.contiguous_key(), 51);
         contiguous.wait_for(|k| *k == 51).await.unwrap();
         assert_eq!(tracker.fully_replicated(), 51);
+    }
+
+    /// A memory store whose `sync` waits at a gate the test holds, and may fail.
+    struct GatedStore {
+        inner: MemoryStore,
+        gate: parking_lot::Mutex<()>,
+        syncs: AtomicUsize,
+        fail: AtomicBool,
+    }
+
+    impl LogStore for GatedStore {
+        fn contiguous_key(&self) -> u64 {
+            self.inner.contiguous_key()
+        }
+        fn held_aside(&self) -> usize {
+            self.inner.held_aside()
+        }
+        fn holds(&self, key: u64) -> bool {
+            self.inner.holds(key)
+        }
+        fn put(&self, entries: &[Entry]) -> crate::log::StoreResult<usize> {
+            self.inner.put(entries)
+        }
+        fn sync(&self) -> crate::log::StoreResult<()> {
+            let _pass = self.gate.lock();
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Io(std::io::Error::other("disk on fire")));
+            }
+            Ok(())
+        }
+        fn read(&self, from: u64, n: usize, bytes: usize) -> crate::log::StoreResult<Vec<Entry>> {
+            self.inner.read(from, n, bytes)
+        }
+        fn scan_ids(
+            &self,
+            from: u64,
+            f: &mut dyn FnMut(&[u8], u64),
+        ) -> crate::log::StoreResult<()> {
+            self.inner.scan_ids(from, f)
+        }
+        fn log_id(&self) -> Option<crate::log::LogId> {
+            self.inner.log_id()
+        }
+        fn set_log_id(&self, id: crate::log::LogId) -> crate::log::StoreResult<()> {
+            self.inner.set_log_id(id)
+        }
+    }
+
+    fn gated() -> Arc<GatedStore> {
+        Arc::new(GatedStore {
+            inner: MemoryStore::new(),
+            gate: parking_lot::Mutex::new(()),
+            syncs: AtomicUsize::new(0),
+            fail: AtomicBool::new(false),
+        })
+    }
+
+    fn spawn_always(
+        store: Arc<GatedStore>,
+        tracker: Arc<AckTracker>,
+    ) -> (Writer, watch::Receiver<u64>) {
+        let (w, contiguous, _) = Writer::spawn(
+            store,
+            WriteStats::default(),
+            FsyncPolicy::Always,
+            Duration::from_millis(100),
+            Some(tracker),
+            0,
+            None,
+            CancellationToken::new(),
+        );
+        (w, contiguous)
+    }
+
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    // The gate is held across awaits on purpose: it stops the sync stage's thread, not this task.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn always_answers_after_the_fsync_and_writes_on_while_it_runs() {
+        let store = gated();
+        let tracker = Arc::new(AckTracker::new(1, 0));
+        let (w, contiguous) = spawn_always(store.clone(), tracker.clone());
+        let gate = store.gate.lock();
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.append(Bytes::from("a"), None).await }
+        });
+        until("key 1 written", || store.contiguous_key() == 1).await;
+        // The first fsync is held: nothing is answered or published, but the writer writes on.
+        let second = tokio::spawn({
+            let w = w.clone();
+            async move { w.append(Bytes::from("b"), None).await }
+        });
+        until("key 2 written while key 1's fsync runs", || {
+            store.contiguous_key() == 2
+        })
+        .await;
+        assert!(!first.is_finished() && !second.is_finished());
+        assert_eq!(*contiguous.borrow(), 0, "published before its fsync");
+        assert_eq!(tracker.fully_replicated(), 0);
+        drop(gate);
+        assert_eq!(first.await.unwrap().unwrap(), Appended::New(1));
+        assert_eq!(second.await.unwrap().unwrap(), Appended::New(2));
+        assert_eq!(*contiguous.borrow(), 2);
+        assert_eq!(tracker.fully_replicated(), 2);
+        // Key 2 was written while key 1's fsync ran: one more fsync covers it.
+        assert!(store.syncs.load(Ordering::SeqCst) <= 2);
+    }
+
+    #[tokio::test]
+    async fn always_fails_appends_whose_fsync_failed_and_publishes_nothing() {
+        let store = gated();
+        store.fail.store(true, Ordering::SeqCst);
+        let tracker = Arc::new(AckTracker::new(1, 0));
+        let (w, contiguous) = spawn_always(store.clone(), tracker.clone());
+        let r = w.append(Bytes::from("a"), Some(Bytes::from("id-a"))).await;
+        assert!(matches!(r, Err(WriteError::Sync(_))), "{r:?}");
+        assert_eq!(store.contiguous_key(), 1, "written, not durable");
+        assert_eq!(*contiguous.borrow(), 0);
+        assert_eq!(tracker.fully_replicated(), 0);
     }
 }
