@@ -164,6 +164,8 @@ async fn open_disk(settings: &Settings) -> anyhow::Result<FileStore> {
     let dir = settings.node.data_dir.clone();
     let opts = FileStoreOptions {
         segment_bytes: settings.storage.segment_bytes,
+        // Only where every write waits for an fsync does writing zeros ahead pay for itself.
+        zero_ahead: settings.storage.fsync == crate::config::FsyncPolicy::Always,
     };
     let open_dir = dir.clone();
     let (store, report) = tokio::task::spawn_blocking(move || {

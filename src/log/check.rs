@@ -9,7 +9,9 @@
 //! * **repairable** ones `open` fixes by itself (a damaged tail of the last segment, which it
 //!   cuts; leftover `*.tmp` files, which it deletes);
 //! * **gaps** are not problems: they are the holes before entries held aside, normal on a
-//!   secondary whose replication requests arrived out of order.
+//!   secondary whose replication requests arrived out of order;
+//! * nor are zeros after the last record of the last segment: room written ahead for new
+//!   records (`fsync = "always"`), which `open` keeps.
 //!
 //! If a running node holds the directory, the report says so: its last segment may be growing
 //! while it is read, so a "torn" tail can be a write in progress.
@@ -56,6 +58,8 @@ pub struct SegmentReport {
     pub keys: Option<(u64, u64)>,
     /// The first damaged spot, if any.
     pub damage: Option<DamageAt>,
+    /// Zero bytes after the last record of the last segment: room for new records.
+    pub zeros_ahead: u64,
 }
 
 /// What [`check`] found; `Display` prints it for people.
@@ -118,6 +122,9 @@ impl fmt::Display for CheckReport {
             write!(f, "  {name}: {} bytes, {} records", s.bytes, s.records)?;
             if let Some((lo, hi)) = s.keys {
                 write!(f, ", keys {lo}..={hi}")?;
+            }
+            if s.zeros_ahead > 0 {
+                write!(f, " then {} zero bytes of room", s.zeros_ahead)?;
             }
             match &s.damage {
                 Some(d) => writeln!(f, ", DAMAGED: {} at offset {}", d.damage, d.offset)?,
@@ -257,6 +264,17 @@ pub fn check(dir: &Path) -> StoreResult<CheckReport> {
             Ok(())
         })?;
         records += scan.records;
+        // Zeros after the last record of the last segment are room for new records (see
+        // `FileStore::open`), not damage.
+        let mut scan = scan;
+        let mut zeros_ahead = 0;
+        if last
+            && let Some(d) = &scan.damage
+            && d.damage == Damage::ZeroFilled
+        {
+            zeros_ahead = d.bytes_to_end;
+            scan.damage = None;
+        }
         if let Some(d) = &scan.damage {
             let repairable = last && !matches!(d.damage, Damage::BadHeader(_));
             problems.push(Problem {
@@ -280,6 +298,7 @@ pub fn check(dir: &Path) -> StoreResult<CheckReport> {
             records: scan.records,
             keys,
             damage: scan.damage,
+            zeros_ahead,
         });
     }
     if duplicates > MAX_LISTED as u64 {
@@ -350,7 +369,10 @@ mod tests {
     fn a_healthy_directory_checks_clean() {
         let d = tempfile::tempdir().unwrap();
         {
-            let opts = FileStoreOptions { segment_bytes: 200 };
+            let opts = FileStoreOptions {
+                segment_bytes: 200,
+                ..Default::default()
+            };
             let (s, _) = FileStore::open(d.path(), opts).unwrap();
             s.put(&(1..=20).map(e).collect::<Vec<_>>()).unwrap();
             s.set_log_id(LogId(7)).unwrap();
@@ -415,7 +437,10 @@ mod tests {
     fn damage_in_a_sealed_segment_and_a_missing_segment_are_fatal() {
         let d = tempfile::tempdir().unwrap();
         {
-            let opts = FileStoreOptions { segment_bytes: 200 };
+            let opts = FileStoreOptions {
+                segment_bytes: 200,
+                ..Default::default()
+            };
             let (s, _) = FileStore::open(d.path(), opts).unwrap();
             s.put(&(1..=30).map(e).collect::<Vec<_>>()).unwrap();
         }

@@ -46,13 +46,27 @@
 //!   Linux may have dropped the dirty pages, so a later successful fsync would prove nothing.
 //! * The log identity is written to `log_id.tmp`, fsynced, renamed, and the directory fsynced.
 //!
+//! # Zeros ahead
+//!
+//! With `zero_ahead` (the node sets it under `fsync = "always"`), the writer keeps up to a
+//! chunk (1 MiB) of zeros written beyond the records of the active segment, never past
+//! `segment_bytes`. A record's write then overwrites blocks the file already has, within its
+//! size, so its `fdatasync` commits data only: no size change and no allocation for the
+//! file system's journal (on ext4 here ~135 µs per fdatasync instead of ~185-210 µs). Each new
+//! chunk is written when the records come within a quarter chunk of the zeros' end; the fsync
+//! after it pays for its blocks once. Sealing cuts the segment back to its last record first,
+//! so a sealed segment never ends in zeros; a write that fails cuts the zeros with it.
+//!
 //! # Recovery rule (`open`)
 //!
 //! Every segment is scanned and every record's checksum verified; the index is rebuilt from
 //! the records in file order.
 //!
-//! * **Damage in the last segment** (a torn record, a checksum mismatch, a malformed header, a
-//!   zero-filled tail) is cut: the file is truncated at the start of the first bad record and
+//! * **Zeros after the last record of the last segment**, to the end of the file, are room for
+//!   new records (see *Zeros ahead*), or space a crash left allocated: kept, and counted in
+//!   the report (`zeros_kept`), not cut. Records are written over them.
+//! * **Other damage in the last segment** (a torn record, a checksum mismatch, a malformed
+//!   header) is cut: the file is truncated at the start of the first bad record and
 //!   fsynced, and the [`RecoveryReport`] says how many bytes, why, and how many intact-looking
 //!   records were found after the damage. Nothing after the damage is ever served: records
 //!   past a hole in the file cannot be trusted to be the ones that were written, and after a
@@ -132,12 +146,17 @@ pub struct FileStoreOptions {
     /// many bytes (header included). Default 64 MiB; between [`MIN_SEGMENT_BYTES`] and
     /// [`MAX_SEGMENT_BYTES`]. May change between runs.
     pub segment_bytes: u64,
+    /// Write zeros ahead of the records in the active segment (see *Zeros ahead* in the module
+    /// docs): each fsync then has no file size or block allocation to commit. Worth it when
+    /// every write is fsynced (`fsync = "always"`); otherwise it only doubles the bytes written.
+    pub zero_ahead: bool,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
         FileStoreOptions {
             segment_bytes: 64 << 20,
+            zero_ahead: false,
         }
     }
 }
@@ -163,6 +182,9 @@ pub struct RecoveryReport {
     pub log_id: Option<LogId>,
     /// The damaged tail cut from the last segment, if there was one.
     pub tail_cut: Option<DamageAt>,
+    /// Zero bytes after the last record of the last segment, kept as room for new records
+    /// (written ahead under `zero_ahead`, or space a crash left allocated): not damage.
+    pub zeros_kept: u64,
     /// Leftover `*.tmp` files deleted (interrupted segment creations or log id writes).
     pub removed_tmp_files: Vec<PathBuf>,
     /// Approximate bytes of memory used by the index.
@@ -200,6 +222,13 @@ impl fmt::Display for RecoveryReport {
         if let Some(cut) = &self.tail_cut {
             write!(f, "; cut a damaged tail: {cut}")?;
         }
+        if self.zeros_kept > 0 {
+            write!(
+                f,
+                "; {} zero bytes after the last record kept as room for new ones",
+                self.zeros_kept
+            )?;
+        }
         if !self.removed_tmp_files.is_empty() {
             write!(
                 f,
@@ -215,6 +244,7 @@ impl fmt::Display for RecoveryReport {
 pub struct FileStore {
     dir: PathBuf,
     segment_bytes: u64,
+    zero_ahead: bool,
     /// The index and the open segments. Shared briefly by readers, exclusive only to publish.
     shared: RwLock<Shared>,
     /// Mirrors `shared.index.contiguous()`, stored under the write lock after each change, so
@@ -251,6 +281,9 @@ struct Writer {
     /// Set when a failed write could not be undone: writing on would leave garbage in the
     /// middle of the log.
     broken: Option<String>,
+    /// The active segment holds zeros (written, not a hole) up to here: records written below
+    /// it overwrite allocated blocks without changing the file's size (see `zero_ahead`).
+    zeroed_to: u64,
 }
 
 impl FileStore {
@@ -295,6 +328,7 @@ impl FileStore {
         let mut records = 0u64;
         let mut bytes = 0u64;
         let mut active_len = segment::HEADER_LEN;
+        let mut zeros_kept = 0;
         for (i, &n) in numbers.iter().enumerate() {
             let path = dir.join(segment::file_name(n));
             let last = i + 1 == numbers.len();
@@ -314,29 +348,37 @@ impl FileStore {
             })?;
             records += scan.records;
             let mut kept = scan.valid_end;
-            if let Some(damage) = scan.damage {
-                if !last {
-                    return Err(StoreError::Corrupt(format!(
-                        "{damage}; this segment was sealed (fsynced) before a later one was \
-                         created, so this is not a torn write: refusing to drop acknowledged \
-                         data (inspect the directory with `replog check`)"
-                    )));
+            match scan.damage {
+                None => {}
+                // Room for new records, not damage: they overwrite it (see `zero_ahead`). Only
+                // in the last segment: a sealed one was cut to its records before it was sealed.
+                Some(room) if last && room.damage == segment::Damage::ZeroFilled => {
+                    zeros_kept = room.bytes_to_end;
                 }
-                match &damage.damage {
-                    segment::Damage::BadHeader(_) => {
+                Some(damage) => {
+                    if !last {
                         return Err(StoreError::Corrupt(format!(
-                            "{damage}; not deleting a file that may not be ours"
+                            "{damage}; this segment was sealed (fsynced) before a later one was \
+                             created, so this is not a torn write: refusing to drop acknowledged \
+                             data (inspect the directory with `replog check`)"
                         )));
                     }
-                    segment::Damage::ShortHeader => {
-                        file.set_len(0)?;
-                        file.write_all_at(&segment::header(n), 0)?;
-                        kept = segment::HEADER_LEN;
+                    match &damage.damage {
+                        segment::Damage::BadHeader(_) => {
+                            return Err(StoreError::Corrupt(format!(
+                                "{damage}; not deleting a file that may not be ours"
+                            )));
+                        }
+                        segment::Damage::ShortHeader => {
+                            file.set_len(0)?;
+                            file.write_all_at(&segment::header(n), 0)?;
+                            kept = segment::HEADER_LEN;
+                        }
+                        _ => file.set_len(damage.offset)?,
                     }
-                    _ => file.set_len(damage.offset)?,
+                    file.sync_all()?;
+                    tail_cut = Some(damage);
                 }
-                file.sync_all()?;
-                tail_cut = Some(damage);
             }
             bytes += kept;
             if last {
@@ -362,6 +404,7 @@ impl FileStore {
             held_aside: index.aside_len(),
             log_id,
             tail_cut,
+            zeros_kept,
             removed_tmp_files,
             index_bytes: index.memory_bytes(),
             elapsed: started.elapsed(),
@@ -369,6 +412,7 @@ impl FileStore {
         let store = FileStore {
             dir: dir.to_path_buf(),
             segment_bytes: opts.segment_bytes,
+            zero_ahead: opts.zero_ahead,
             contiguous: AtomicU64::new(index.contiguous()),
             aside: AtomicUsize::new(index.aside_len()),
             shared: RwLock::new(Shared { index, segments }),
@@ -378,6 +422,7 @@ impl FileStore {
                 len: active_len,
                 buf: Vec::new(),
                 broken: None,
+                zeroed_to: active_len + zeros_kept,
             }),
             sync_target: Mutex::new(active),
             sync_failure: Mutex::new(None),
@@ -426,8 +471,20 @@ impl FileStore {
     /// Seals the active segment and starts the next one.
     fn roll(&self, w: &mut Writer) -> StoreResult<()> {
         // Sealing makes the full segment durable before any later segment exists, which is
-        // what lets recovery treat damage outside the last segment as real corruption.
-        if let Err(e) = w.file.sync_data() {
+        // what lets recovery treat damage outside the last segment as real corruption. Zeros
+        // written ahead are cut first: a sealed segment ends with its last record.
+        let cut = w.zeroed_to > w.len;
+        if cut {
+            w.file.set_len(w.len)?;
+            w.zeroed_to = w.len;
+        }
+        // The cut changed the file's size: only a full fsync is sure to commit it.
+        let sealed = if cut {
+            w.file.sync_all()
+        } else {
+            w.file.sync_data()
+        };
+        if let Err(e) = sealed {
             self.note_sync_failure(&e);
             return Err(e.into());
         }
@@ -442,7 +499,30 @@ impl FileStore {
         w.segment = next;
         w.file = file;
         w.len = segment::HEADER_LEN;
+        w.zeroed_to = segment::HEADER_LEN;
         Ok(())
+    }
+
+    /// Under `zero_ahead`, keeps zeros written ahead of the records of the active segment, up
+    /// to a chunk beyond `end` (where the records about to be written end), never past
+    /// `segment_bytes`. New chunks go only when the records come within a quarter chunk of
+    /// the zeros' end. A failure to write zeros costs only the speed they bring.
+    fn zero_ahead(&self, w: &mut Writer, end: u64) {
+        const CHUNK: usize = 1 << 20;
+        static ZEROS: [u8; CHUNK] = [0; CHUNK];
+        if !self.zero_ahead || end + CHUNK as u64 / 4 <= w.zeroed_to {
+            return;
+        }
+        // Zeros below `end` would be overwritten at once: start at `end`.
+        let from = w.zeroed_to.max(end);
+        let to = (end + CHUNK as u64).min(self.segment_bytes);
+        if to <= from {
+            return;
+        }
+        let n = (to - from) as usize;
+        if w.file.write_all_at(&ZEROS[..n], from).is_ok() {
+            w.zeroed_to = to;
+        }
     }
 
     fn note_sync_failure(&self, e: &io::Error) {
@@ -458,9 +538,11 @@ impl FileStore {
         if buf.is_empty() {
             return Ok(());
         }
+        self.zero_ahead(w, w.len + buf.len() as u64);
         if let Err(e) = w.file.write_all_at(buf, w.len) {
             // Part of the buffer may have reached the file; cut it so the next record starts
-            // on a record boundary.
+            // on a record boundary (the zeros ahead go with it).
+            w.zeroed_to = w.len;
             if let Err(undo) = w.file.set_len(w.len) {
                 w.broken = Some(format!(
                     "a write failed ({e}) and cutting it back failed too ({undo}); reopen the \

@@ -45,7 +45,14 @@ fn open(dir: &Path) -> (FileStore, RecoveryReport) {
 }
 
 fn open_small(dir: &Path, segment_bytes: u64) -> (FileStore, RecoveryReport) {
-    FileStore::open(dir, FileStoreOptions { segment_bytes }).unwrap()
+    FileStore::open(
+        dir,
+        FileStoreOptions {
+            segment_bytes,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn keys(entries: &[Entry]) -> Vec<u64> {
@@ -279,7 +286,16 @@ fn a_second_open_of_the_same_directory_is_refused_while_the_first_lives() {
 fn options_out_of_range_are_refused() {
     let d = tempfile::tempdir().unwrap();
     for segment_bytes in [0, MIN_SEGMENT_BYTES - 1, MAX_SEGMENT_BYTES + 1] {
-        assert!(FileStore::open(d.path(), FileStoreOptions { segment_bytes }).is_err());
+        assert!(
+            FileStore::open(
+                d.path(),
+                FileStoreOptions {
+                    segment_bytes,
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
     }
 }
 
@@ -451,7 +467,7 @@ fn garbage_after_the_last_record_is_cut() {
 }
 
 #[test]
-fn a_zero_filled_tail_is_cut() {
+fn zeros_after_the_last_record_are_room_not_damage() {
     let d = tempfile::tempdir().unwrap();
     let (len, _) = ten_records(d.path());
     let f = OpenOptions::new()
@@ -459,7 +475,137 @@ fn a_zero_filled_tail_is_cut() {
         .open(seg_path(d.path(), 1))
         .unwrap();
     f.set_len(len + 8192).unwrap();
-    assert_tail_cut(d.path(), len, 10, |d| *d == Damage::ZeroFilled);
+    drop(f);
+    {
+        let (s, r) = open(d.path());
+        assert!(r.tail_cut.is_none(), "{r}");
+        assert_eq!(r.zeros_kept, 8192, "{r}");
+        assert!(r.to_string().contains("8192 zero bytes"), "{r}");
+        assert_eq!(file_len(&seg_path(d.path(), 1)), len + 8192, "zeros kept");
+        assert_eq!(read_all(&s), msgs(1..=10));
+        // The next record goes where the records end, over the zeros.
+        s.put(&msgs(11..=11)).unwrap();
+        s.sync().unwrap();
+        assert_eq!(file_len(&seg_path(d.path(), 1)), len + 8192);
+    }
+    let (s, r) = open(d.path());
+    assert!(r.tail_cut.is_none(), "{r}");
+    assert_eq!(read_all(&s), msgs(1..=11));
+    assert!(r.zeros_kept > 0 && r.zeros_kept < 8192, "{r}");
+}
+
+#[test]
+fn zeros_in_a_sealed_segment_are_damage() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let (s, _) = open_small(d.path(), 256);
+        s.put(&msgs(1..=30)).unwrap();
+        s.sync().unwrap();
+        assert!(s.segment_count() > 1);
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .open(seg_path(d.path(), 1))
+        .unwrap();
+    f.set_len(file_len(&seg_path(d.path(), 1)) + 100).unwrap();
+    drop(f);
+    let err = FileStore::open(
+        d.path(),
+        FileStoreOptions {
+            segment_bytes: 256,
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("a sealed segment with zeros after its records is refused");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("zero-filled"), "{err}");
+}
+
+fn open_zero_ahead(dir: &Path, segment_bytes: u64) -> (FileStore, RecoveryReport) {
+    let opts = FileStoreOptions {
+        segment_bytes,
+        zero_ahead: true,
+    };
+    FileStore::open(dir, opts).unwrap()
+}
+
+/// The length of a segment's header and records, read back by the offline check.
+fn records_end(dir: &Path, n: u32) -> u64 {
+    let r = crate::log::check::check(dir).unwrap();
+    let seg = &r.segments[n as usize - 1];
+    seg.bytes - seg.zeros_ahead
+}
+
+#[test]
+fn zero_ahead_writes_zeros_beyond_the_records_and_reopens_clean() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let (s, _) = open_zero_ahead(d.path(), 64 << 20);
+        s.put(&msgs(1..=100)).unwrap();
+        s.sync().unwrap();
+        let end = records_end(d.path(), 1);
+        // A chunk of zeros beyond the records: the next writes overwrite them.
+        assert!(
+            file_len(&seg_path(d.path(), 1)) >= end + (1 << 20),
+            "file {} records end {end}",
+            file_len(&seg_path(d.path(), 1))
+        );
+        let before = file_len(&seg_path(d.path(), 1));
+        s.put(&msgs(101..=200)).unwrap();
+        assert_eq!(
+            file_len(&seg_path(d.path(), 1)),
+            before,
+            "written over zeros"
+        );
+        s.sync().unwrap();
+    }
+    let report = crate::log::check::check(d.path()).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert!(
+        report.to_string().contains("zero bytes of room"),
+        "{report}"
+    );
+    let (s, r) = open_zero_ahead(d.path(), 64 << 20);
+    assert!(r.tail_cut.is_none(), "{r}");
+    assert!(r.zeros_kept > 0, "{r}");
+    assert_eq!(read_all(&s), msgs(1..=200));
+    s.put(&msgs(201..=300)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let (s, r) = open(d.path());
+    assert!(r.tail_cut.is_none(), "{r}");
+    assert_eq!(read_all(&s), msgs(1..=300));
+}
+
+#[test]
+fn zero_ahead_never_leaves_zeros_in_a_sealed_segment() {
+    let d = tempfile::tempdir().unwrap();
+    let segment_bytes = 4096;
+    {
+        let (s, _) = open_zero_ahead(d.path(), segment_bytes);
+        for k in (1..=400).step_by(10) {
+            s.put(&msgs(k..=k + 9)).unwrap();
+        }
+        s.sync().unwrap();
+        let n = s.segment_count() as u32;
+        assert!(n > 3, "{n} segments");
+        for i in 1..n {
+            let len = file_len(&seg_path(d.path(), i));
+            assert_eq!(
+                len,
+                records_end(d.path(), i),
+                "segment {i} was cut to its records"
+            );
+            assert!(len <= segment_bytes);
+        }
+        // The active one holds zeros up to segment_bytes at most.
+        assert!(file_len(&seg_path(d.path(), n)) <= segment_bytes);
+    }
+    // Sealed segments with zeros would be refused as corrupt; these open clean.
+    let (s, r) = open_zero_ahead(d.path(), segment_bytes);
+    assert!(r.tail_cut.is_none(), "{r}");
+    assert_eq!(read_all(&s), msgs(1..=400));
 }
 
 #[test]
@@ -520,9 +666,15 @@ fn damage_in_a_sealed_segment_is_a_hard_error_naming_file_and_offset() {
     let mut bytes = fs::read(&p).unwrap();
     bytes[16 + 21] ^= 0x80;
     fs::write(&p, &bytes).unwrap();
-    let err = FileStore::open(d.path(), FileStoreOptions { segment_bytes: 256 })
-        .err()
-        .unwrap();
+    let err = FileStore::open(
+        d.path(),
+        FileStoreOptions {
+            segment_bytes: 256,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Corrupt(_)), "{msg}");
     assert!(
@@ -771,7 +923,7 @@ proptest! {
     fn behaves_like_the_memory_store(ops in proptest::collection::vec(op(), 1..40),
                                      segment_bytes in 64u64..400) {
         let d = tempfile::tempdir().unwrap();
-        let opts = FileStoreOptions { segment_bytes };
+        let opts = FileStoreOptions { segment_bytes, ..Default::default() };
         let model = MemoryStore::new();
         let mut store = Some(FileStore::open(d.path(), opts.clone()).unwrap().0);
         for op in ops {
@@ -833,7 +985,7 @@ proptest! {
         cut in proptest::option::of(any::<prop::sample::Index>()),
     ) {
         let d = tempfile::tempdir().unwrap();
-        let opts = FileStoreOptions { segment_bytes };
+        let opts = FileStoreOptions { segment_bytes, ..Default::default() };
         let segments = {
             let (s, _) = FileStore::open(d.path(), opts.clone()).unwrap();
             s.put(&msgs(1..=n)).unwrap();
