@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use crate::log::{Entry, LogId};
@@ -39,6 +40,9 @@ impl PeerError {
     }
 }
 
+/// The headers of replication batches and the log they were built for.
+type BatchHeaders = (LogId, std::sync::Arc<HeaderMap>);
+
 /// Client for one secondary. Cheap to clone (shares the connection pool).
 #[derive(Clone)]
 pub struct Peer {
@@ -50,6 +54,9 @@ pub struct Peer {
     batches: std::sync::Arc<crate::transport::Transport>,
     token: Option<String>,
     master_url: Option<String>,
+    /// The headers of replication batches for the log they were built for (see
+    /// [`Peer::batch_headers`]).
+    batch_headers: std::sync::Arc<parking_lot::Mutex<Option<BatchHeaders>>>,
 }
 
 impl Peer {
@@ -69,6 +76,7 @@ impl Peer {
             batches,
             token,
             master_url,
+            batch_headers: Default::default(),
         }
     }
 
@@ -112,23 +120,51 @@ impl Peer {
         entries: &[Entry],
         timeout: Duration,
     ) -> Result<BatchAck, PeerError> {
-        let mut headers = vec![(protocol::LOG_ID_HEADER, log_id.to_string())];
-        if let Some(t) = &self.token {
-            headers.push(("authorization", format!("Bearer {t}")));
-        }
-        if let Some(m) = &self.master_url {
-            headers.push((protocol::MASTER_HEADER, m.clone()));
-        }
         let call = crate::transport::Call {
             method: hyper::Method::POST,
             path: "/replicate",
-            headers: &headers,
-            content_type: "application/octet-stream",
+            headers: self.batch_headers(log_id)?,
             body: protocol::encode_batch(entries),
         };
         let (status, body) = self.batches.send(&call, timeout).await?;
         let body = success(status, body)?;
         serde_json::from_slice(&body).map_err(|e| PeerError::BadAnswer(e.to_string()))
+    }
+
+    /// The headers of every replication batch for log `log_id`: built once (names and values
+    /// checked, the log id formatted) and shared by all of them.
+    fn batch_headers(&self, log_id: LogId) -> Result<std::sync::Arc<HeaderMap>, PeerError> {
+        let mut cached = self.batch_headers.lock();
+        if let Some((id, headers)) = &*cached
+            && *id == log_id
+        {
+            return Ok(headers.clone());
+        }
+        let value = |v: &str| {
+            HeaderValue::from_str(v).map_err(|e| {
+                PeerError::Unreachable(format!("cannot send a header value to {}: {e}", self.url))
+            })
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(
+            HeaderName::from_static(protocol::LOG_ID_HEADER),
+            value(&log_id.to_string())?,
+        );
+        if let Some(t) = &self.token {
+            let mut v = value(&format!("Bearer {t}"))?;
+            v.set_sensitive(true);
+            h.insert(AUTHORIZATION, v);
+        }
+        if let Some(m) = &self.master_url {
+            h.insert(HeaderName::from_static(protocol::MASTER_HEADER), value(m)?);
+        }
+        let h = std::sync::Arc::new(h);
+        *cached = Some((log_id, h.clone()));
+        Ok(h)
     }
 
     /// `GET /replicate?from=&limit=`: up to `limit` of the secondary's visible entries from

@@ -23,9 +23,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
+use hyper::header::{HOST, HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -44,7 +47,7 @@ pub struct Transport {
     host: String,
     port: u16,
     /// `host:port`, the `Host` header.
-    authority: String,
+    authority: HeaderValue,
     /// Why the base URL is unusable, if it is.
     invalid: Option<String>,
     idle: parking_lot::Mutex<Vec<Conn>>,
@@ -52,11 +55,12 @@ pub struct Transport {
 }
 
 /// A request: method and path, extra headers, body.
-pub struct Call<'a> {
+pub struct Call {
     pub method: hyper::Method,
-    pub path: &'a str,
-    pub headers: &'a [(&'static str, String)],
-    pub content_type: &'static str,
+    pub path: &'static str,
+    /// Every header but `Host` and `Content-Length`, built once by the caller: a request
+    /// clones the map instead of parsing names and values again.
+    pub headers: Arc<HeaderMap>,
     pub body: Bytes,
 }
 
@@ -73,12 +77,16 @@ impl Transport {
                     .to_string();
                 Ok((raw, url.port_or_known_default().unwrap_or(80)))
             });
-        let (raw_host, port, invalid) = match parsed {
+        let (raw_host, port, mut invalid) = match parsed {
             Ok((h, p)) => (h, p, None),
             Err(e) => (String::new(), 0, Some(e)),
         };
+        let authority = HeaderValue::from_str(&format!("{raw_host}:{port}")).unwrap_or_else(|e| {
+            invalid.get_or_insert(format!("{base_url}: not a Host header: {e}"));
+            HeaderValue::from_static("invalid")
+        });
         Transport {
-            authority: format!("{raw_host}:{port}"),
+            authority,
             host: raw_host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -93,7 +101,7 @@ impl Transport {
     /// Sends `call` and reads the whole answer, within `timeout`.
     pub async fn send(
         &self,
-        call: &Call<'_>,
+        call: &Call,
         timeout: Duration,
     ) -> Result<(hyper::StatusCode, Bytes), PeerError> {
         match tokio::time::timeout(timeout, self.send_inner(call)).await {
@@ -113,7 +121,7 @@ impl Transport {
         drop(dropped);
     }
 
-    async fn send_inner(&self, call: &Call<'_>) -> Result<(hyper::StatusCode, Bytes), PeerError> {
+    async fn send_inner(&self, call: &Call) -> Result<(hyper::StatusCode, Bytes), PeerError> {
         let reused = self.idle.lock().pop();
         // A reused connection may have been closed by the secondary while idle: on failure,
         // a fresh connection gets one more try.
@@ -169,21 +177,13 @@ impl Transport {
     async fn round_trip(
         &self,
         conn: &mut Conn,
-        call: &Call<'_>,
+        call: &Call,
     ) -> Result<(hyper::StatusCode, Bytes), String> {
-        let mut req = hyper::Request::builder()
-            .method(call.method.clone())
-            .uri(call.path)
-            .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::CONTENT_TYPE, call.content_type);
-        for (name, value) in call.headers {
-            req = req.header(*name, value);
-        }
-        // Only a header value with bytes HTTP forbids fails here (config validation keeps
-        // tokens and URLs printable).
-        let req = req
-            .body(Full::new(call.body.clone()))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let mut req = hyper::Request::new(Full::new(call.body.clone()));
+        *req.method_mut() = call.method.clone();
+        *req.uri_mut() = hyper::Uri::from_static(call.path);
+        *req.headers_mut() = HeaderMap::clone(&call.headers);
+        req.headers_mut().insert(HOST, self.authority.clone());
         let Conn { sender, driver } = conn;
         let exchange = async {
             sender.ready().await?;
@@ -223,12 +223,16 @@ impl Transport {
 mod tests {
     use super::*;
 
-    fn call(body: &'static str) -> Call<'static> {
+    fn call(body: &'static str) -> Call {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
         Call {
             method: hyper::Method::POST,
             path: "/echo",
-            headers: &[],
-            content_type: "text/plain",
+            headers: Arc::new(headers),
             body: Bytes::from_static(body.as_bytes()),
         }
     }
