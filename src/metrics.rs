@@ -51,13 +51,6 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 /// Most samples the [`Timeline`] keeps.
 pub const MAX_SAMPLES: usize = 1 << 16;
 
-/// The write concern an append was answered with, attached to the handler's response (as a
-/// response extension) so that the route's wrapper can label its metrics.
-#[derive(Clone, Copy, Debug)]
-pub struct AnsweredWith {
-    pub w: u16,
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppendLabels {
     w: u16,

@@ -39,7 +39,7 @@ content-length: 95\r\n\
 /// Serves `router` on `listener` until `shutdown` is cancelled and every connection is closed.
 pub async fn serve(
     listener: TcpListener,
-    router: axum::Router,
+    router: crate::api::Service,
     limits: &LimitSettings,
     shutdown: CancellationToken,
 ) {

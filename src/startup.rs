@@ -18,7 +18,7 @@ use crate::node::Node;
 /// A node, bound and started, not yet serving HTTP.
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    router: api::Service,
     limits: crate::config::LimitSettings,
     tasks: Vec<JoinHandle<()>>,
     /// Cancelled once, at shutdown: every background task of the node watches it.
@@ -44,7 +44,7 @@ impl Application {
             role,
             listener.local_addr()?
         );
-        let router = api::router(node);
+        let router = api::service(node);
         Ok(Application {
             listener,
             router,

@@ -48,6 +48,54 @@ pub fn router(node: AppState) -> Router {
         .with_state(node)
 }
 
+/// What every connection is served with: the router, except for the master's `POST /message`
+/// (the hottest request by far), which goes straight to its handler — the same one the
+/// router's route calls (`routes::append`), without the route lookup and the matched-path
+/// and URL-parameter extensions the router adds to every request (~7 % of the master's
+/// instructions per append at w=1, callgrind).
+#[derive(Clone)]
+pub struct Service {
+    router: Router,
+    /// Set on the master only.
+    appends: Option<AppState>,
+}
+
+/// The [`Service`] of `node`.
+pub fn service(node: AppState) -> Service {
+    let appends = node.is_master().then(|| node.clone());
+    Service {
+        router: router(node),
+        appends,
+    }
+}
+
+impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Service {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use futures::FutureExt;
+        if let Some(node) = &self.appends
+            && req.method() == Method::POST
+            && req.uri().path() == "/message"
+        {
+            let node = node.clone();
+            return routes::append(node, Body::new(req.into_body()))
+                .map(Ok)
+                .boxed();
+        }
+        tower_service::Service::call(&mut self.router, req).boxed()
+    }
+}
+
 async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
 }

@@ -151,21 +151,29 @@ async fn post_message(State(node): State<AppState>, body: Body) -> Response {
             .await
             .into_response();
     }
+    append(node, body).await
+}
+
+/// An append on the master with its metrics: the route above, and the direct path of
+/// `super::Service` for the hottest request.
+pub async fn append(node: AppState, body: Body) -> Response {
     let started = Instant::now();
     let r = master::post_message(State(node.clone()), body).await;
-    let w = match &r {
-        Ok(resp) => resp
-            .extensions()
-            .get::<crate::metrics::AnsweredWith>()
-            .map(|a| a.w),
-        Err(e) => e
-            .extra
-            .get("write_concern")
-            .and_then(|w| w.as_u64())
-            .and_then(|w| u16::try_from(w).ok()),
+    let (status, w) = match &r {
+        Ok((resp, w)) => (resp.status(), Some(*w)),
+        Err(e) => (
+            e.status,
+            e.extra
+                .get("write_concern")
+                .and_then(|w| w.as_u64())
+                .and_then(|w| u16::try_from(w).ok()),
+        ),
     };
-    node.metrics.observe_append(status_of(&r), w, started);
-    r.into_response()
+    node.metrics.observe_append(status, w, started);
+    match r {
+        Ok((resp, _)) => resp,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Store one message under its key (secondary, internal).
