@@ -13,7 +13,9 @@
 //! | `GET /openapi.json` | the OpenAPI document of both roles ([`openapi`]) | the same |
 //!
 //! Routes are added in one place, [`routes`], each with its OpenAPI description, so the
-//! router and `/openapi.json` cannot disagree.
+//! router and `/openapi.json` cannot disagree. Connections are served by [`Service`], which
+//! hands the master's `POST /message` and a secondary's `POST /replicate` to their routes' own
+//! handlers directly (no lookup) and everything else to the router.
 //!
 //! Handlers read bodies themselves (bounded) so that every refusal — bad JSON, too large,
 //! wrong method, unknown path — answers with the same JSON error shape.
@@ -48,24 +50,25 @@ pub fn router(node: AppState) -> Router {
         .with_state(node)
 }
 
-/// What every connection is served with: the router, except for the master's `POST /message`
-/// (the hottest request by far), which goes straight to its handler — the same one the
-/// router's route calls (`routes::append`), without the route lookup and the matched-path
-/// and URL-parameter extensions the router adds to every request (~7 % of the master's
-/// instructions per append at w=1, callgrind).
+/// What every connection is served with: the router, except for the one request each role
+/// serves by far the most — `POST /message` on the master, `POST /replicate` on a secondary —
+/// which goes straight to the handler its route calls (`routes::append`,
+/// `routes::replicate`), without the route lookup and the matched-path and URL-parameter
+/// extensions the router adds to every request (~7 % of the master's instructions per append
+/// at w=1, callgrind).
 #[derive(Clone)]
 pub struct Service {
     router: Router,
-    /// Set on the master only.
-    appends: Option<AppState>,
+    node: AppState,
+    master: bool,
 }
 
 /// The [`Service`] of `node`.
 pub fn service(node: AppState) -> Service {
-    let appends = node.is_master().then(|| node.clone());
     Service {
-        router: router(node),
-        appends,
+        router: router(node.clone()),
+        master: node.is_master(),
+        node,
     }
 }
 
@@ -83,14 +86,22 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Serv
 
     fn call(&mut self, req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
         use futures::FutureExt;
-        if let Some(node) = &self.appends
-            && req.method() == Method::POST
-            && req.uri().path() == "/message"
-        {
-            let node = node.clone();
-            return routes::append(node, Body::new(req.into_body()))
-                .map(Ok)
-                .boxed();
+        if req.method() == Method::POST {
+            let node = self.node.clone();
+            match (self.master, req.uri().path()) {
+                (true, "/message") => {
+                    return routes::append(node, Body::new(req.into_body()))
+                        .map(Ok)
+                        .boxed();
+                }
+                (false, "/replicate") => {
+                    let (parts, body) = req.into_parts();
+                    return routes::replicate(node, parts.headers, Body::new(body))
+                        .map(Ok)
+                        .boxed();
+                }
+                _ => {}
+            }
         }
         tower_service::Service::call(&mut self.router, req).boxed()
     }

@@ -233,6 +233,12 @@ async fn post_replicate(State(node): State<AppState>, headers: HeaderMap, body: 
     if node.is_master() {
         return master::replicate_on_master().await.into_response();
     }
+    replicate(node, headers, body).await
+}
+
+/// A replication batch on a secondary with its metrics: the route above, and the direct path
+/// of `super::Service`.
+pub async fn replicate(node: AppState, headers: HeaderMap, body: Body) -> Response {
     let r = secondary::replicate(State(node.clone()), headers, body).await;
     node.metrics
         .observe_replication_request("replicate", status_of(&r));
