@@ -2,7 +2,9 @@
 # Catch-up: how fast a secondary N messages behind becomes level, and what live appends keep
 # meanwhile. A fresh `replog cluster` (ports 18000-18002); secondary2 is paused (SIGSTOP)
 # while N messages are appended with w=2; then live appends (w=2, 64 clients) run for DUR s,
-# first alone (the baseline), then again while secondary2 is resumed and catches up.
+# first alone (the baseline), then again while secondary2 is resumed and catches up (its pace
+# is `replication.max_catchup_messages_per_s`), then once more with both secondaries level.
+# With DUR no longer than the catch-up, the second run measures live appends during it only.
 #   bench/catchup.sh [N=1000000] [DUR=15]
 set -euo pipefail
 N=${1:-1000000}; DUR=${2:-15}
@@ -45,3 +47,8 @@ end=$(date +%s.%N)
 wait $LIVE
 tail -1 "$TMP/live.txt"
 python3 -c "t=$end-$start; n=$target-$behind; print(f'caught up {n} messages in {t:.2f} s: {n/t:,.0f} messages/s')"
+
+# The paused baseline replicates live appends to one secondary; once level, the master
+# replicates to both, as during the catch-up. Both baselines are printed.
+echo "after: live w=2 appends, both secondaries level"
+"$AB" replog --base-url http://127.0.0.1:18000 -c 64 --write-concern 2 -d "$DUR" -w 1 | tail -1

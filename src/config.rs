@@ -276,6 +276,9 @@ pub struct ReplicationSettings {
     pub max_batch_entries: usize,
     /// Most value bytes in one replication request (one larger message still goes alone).
     pub max_batch_bytes: usize,
+    /// Catch-up pace: most messages per second sent to one secondary from the log on disk
+    /// (a secondary further behind than the master's in-memory tail). 0: no limit.
+    pub max_catchup_messages_per_s: u64,
 }
 
 impl Default for ReplicationSettings {
@@ -286,6 +289,7 @@ impl Default for ReplicationSettings {
             max_inflight: 8,
             max_batch_entries: 4096,
             max_batch_bytes: 4 << 20,
+            max_catchup_messages_per_s: 500_000,
         }
     }
 }
@@ -637,6 +641,12 @@ impl Settings {
             86_400_000,
         )?;
         range_check("replication.max_inflight", r.max_inflight as u64, 1, 1024)?;
+        range_check(
+            "replication.max_catchup_messages_per_s",
+            r.max_catchup_messages_per_s,
+            0,
+            1_000_000_000,
+        )?;
         range_check(
             "replication.max_batch_entries",
             r.max_batch_entries as u64,
@@ -1034,6 +1044,14 @@ mod tests {
             (
                 "[replication]\nretry_delays_s = [-1]",
                 "replication.retry_delays_s",
+            ),
+            (
+                "[replication]\nmax_catchup_messages_per_s = 2000000000",
+                "replication.max_catchup_messages_per_s",
+            ),
+            (
+                "[replication]\nmax_catchup_messages_per_s = -1",
+                "replication.max_catchup_messages_per_s",
             ),
             ("[storage]\nfsync = \"sometimes\"", "storage.fsync"),
             ("[fault]\nerror_rate = 1.5", "fault.error_rate"),

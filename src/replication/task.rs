@@ -76,6 +76,11 @@ pub struct ReplicationTask {
     rtt: Duration,
     /// Set while a partial batch waits for the youngest request to be one round trip old.
     pace_until: Option<tokio::time::Instant>,
+    /// Set after a batch was read from the store (catch-up): the task lets the node's other
+    /// tasks run before it reads the next one.
+    yield_next: bool,
+    /// Catch-up pace: no batch is read from the store before this (see `fill_window`).
+    catchup_at: tokio::time::Instant,
     /// Lines for batches sent and acknowledged (see `LineBudget`).
     lines: LineBudget,
     /// The heartbeat view's recovery count and incarnation we last acted on.
@@ -119,6 +124,8 @@ impl ReplicationTask {
             last_sent: tokio::time::Instant::now(),
             rtt: Duration::from_millis(1),
             pace_until: None,
+            yield_next: false,
+            catchup_at: tokio::time::Instant::now(),
             lines,
             seen_recoveries: 0,
             seen_instance: None,
@@ -130,6 +137,9 @@ impl ReplicationTask {
     pub async fn run(mut self) {
         self.on_health();
         loop {
+            if std::mem::take(&mut self.yield_next) {
+                tokio::task::yield_now().await;
+            }
             self.fill_window();
             self.publish();
             let retry_at = self.retry_at;
@@ -208,6 +218,11 @@ impl ReplicationTask {
                 .tail
                 .as_ref()
                 .and_then(|t| t.read(from, count, self.cfg.max_batch_bytes));
+            let from_store = cached.is_none();
+            if from_store && tokio::time::Instant::now() < self.catchup_at {
+                self.pace_until = Some(self.catchup_at);
+                break;
+            }
             let read = match cached {
                 Some(entries) => Ok(entries),
                 None => self.store.read(from, count, self.cfg.max_batch_bytes),
@@ -252,6 +267,19 @@ impl ReplicationTask {
                     result,
                 }
             }));
+            // Catch-up reads older entries from disk, a millisecond or so per full batch, on
+            // the thread that also serves live appends, and the secondary storing them at full
+            // speed takes a core: one such batch per turn, and no more than
+            // `max_catchup_messages_per_s`, so live appends keep most of the machine.
+            if from_store {
+                let rate = self.cfg.max_catchup_messages_per_s;
+                if rate > 0 {
+                    let pause = Duration::from_secs_f64(n as f64 / rate as f64);
+                    self.catchup_at = self.catchup_at.max(sent_at) + pause;
+                }
+                self.yield_next = true;
+                break;
+            }
         }
     }
 
