@@ -44,7 +44,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    // Answers are small: one flat buffer per answer (head and body copied together) costs
+    // less than hyper's queue of buffers for a vectored write — A/B at w=1 with 64 clients,
+    // six interleaved runs each: median 98.0 k against 93.0 k appends/s.
+    http.writev(false)
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout())
         .max_header_size(limits.max_header_bytes);
     let max = limits.max_connections;
