@@ -39,6 +39,7 @@ pub mod config;
 pub mod dedup;
 pub mod faults;
 pub mod health;
+pub mod http1;
 pub mod log;
 pub mod metrics;
 pub mod node;

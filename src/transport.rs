@@ -6,13 +6,8 @@
 //! thread. Here every connection is driven *inside* the future of the request that uses it:
 //! a request is one future, woken only by its own socket, and it runs in the replication task
 //! that awaits it.
-//!
-//! The HTTP/1.1 exchange itself is written here, not by hyper's client: these requests are
-//! always the same shape (one request with a known length, to our own server), so a request
-//! is its head and body in one vectored write, and the answer is parsed with `httparse` and
-//! read by its `content-length` (or chunked encoding, or until close). hyper's client
-//! dispatcher cost ~17 k instructions per request on the master (callgrind, w=3, one client),
-//! about as much as the master spent serving the append itself.
+//! The exchange itself is `crate::http1`'s (the head and body in one vectored write, the
+//! answer read whole), not a general client's.
 //!
 //! Invariants:
 //! * a connection is used by one request at a time (it is taken out of the idle list for the
@@ -27,31 +22,19 @@
 //!   when a request times out and when a heartbeat to the secondary gets no answer: they
 //!   were idle through the same outage. Fresh ones cost a connect (the name resolved afresh).
 
-use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::peer::{FreshDns, PeerError};
 
 /// Most idle connections kept per secondary.
 const MAX_IDLE: usize = 32;
 
-/// Largest answer head (status line and headers) read.
-const MAX_HEAD: usize = 16 * 1024;
-/// Largest answer body read: acks and error messages are small.
-const MAX_BODY: usize = 1 << 20;
-
-/// One keep-alive connection, and what was read of the next answer.
-struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-}
+type Conn = crate::http1::Connection;
 
 /// Connections to one secondary; see the module docs.
 pub struct Transport {
@@ -177,14 +160,9 @@ impl Transport {
                 SocketAddr::new(ip, self.port)
             }
         };
-        let stream = TcpStream::connect(addr)
+        Conn::open(&[addr])
             .await
-            .map_err(|e| PeerError::Unreachable(format!("{addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Conn {
-            stream,
-            buf: BytesMut::with_capacity(4096),
-        })
+            .map_err(|e| PeerError::Unreachable(format!("{addr}: {e}")))
     }
 
     /// One exchange on `conn`: the answer, and whether the connection may be used again.
@@ -194,17 +172,10 @@ impl Transport {
         call: &Call,
     ) -> Result<((hyper::StatusCode, Bytes), bool), String> {
         let head = request_head(call, &self.authority);
-        // Head and body in one system call (one segment, usually).
-        let mut slices = [IoSlice::new(&head), IoSlice::new(&call.body)];
-        let mut left: &mut [IoSlice<'_>] = &mut slices;
-        while !left.is_empty() {
-            match conn.stream.write_vectored(left).await {
-                Ok(0) => return Err("the connection closed while sending the request".into()),
-                Ok(n) => IoSlice::advance_slices(&mut left, n),
-                Err(e) => return Err(format!("sending the request: {e}")),
-            }
-        }
-        read_answer(conn).await
+        let answer = conn.exchange(&[&head, &call.body]).await?;
+        let status = hyper::StatusCode::from_u16(answer.status)
+            .map_err(|_| format!("bad status code {}", answer.status))?;
+        Ok(((status, Bytes::from(conn.body())), !answer.close))
     }
 }
 
@@ -227,135 +198,6 @@ fn request_head(call: &Call, authority: &HeaderValue) -> Vec<u8> {
     }
     head.extend_from_slice(b"\r\n");
     head
-}
-
-/// Reads more of the connection into its buffer; the connection closing is an error.
-async fn fill(conn: &mut Conn) -> Result<(), String> {
-    match conn.stream.read_buf(&mut conn.buf).await {
-        Ok(0) => Err("the connection was closed before the answer".to_string()),
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("reading the answer: {e}")),
-    }
-}
-
-/// How an answer's body is delimited.
-enum Framing {
-    Length(usize),
-    Chunked,
-    /// Until the server closes the connection.
-    Close,
-}
-
-/// Reads one answer from `conn`: its status and body, and whether the connection stays usable.
-async fn read_answer(conn: &mut Conn) -> Result<((hyper::StatusCode, Bytes), bool), String> {
-    let (status, framing, mut keep) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut answer = httparse::Response::new(&mut headers);
-        match answer.parse(&conn.buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let code = answer.code.unwrap_or(0);
-                let status = hyper::StatusCode::from_u16(code)
-                    .map_err(|_| format!("bad status code {code}"))?;
-                let mut framing = Framing::Close;
-                let mut keep = answer.version == Some(1);
-                for h in answer.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        let len = std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .ok_or("a bad content-length in the answer")?;
-                        framing = Framing::Length(len);
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        framing = Framing::Chunked;
-                    } else if h.name.eq_ignore_ascii_case("connection") {
-                        let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                        if v.contains("close") {
-                            keep = false;
-                        }
-                    }
-                }
-                // No body: 1xx (never asked for), 204, 304.
-                if code < 200 || code == 204 || code == 304 {
-                    framing = Framing::Length(0);
-                }
-                conn.buf.advance(n);
-                break (status, framing, keep);
-            }
-            Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => fill(conn).await?,
-            Ok(httparse::Status::Partial) => return Err("the answer's head is too large".into()),
-            Err(e) => return Err(format!("an unreadable answer: {e}")),
-        }
-    };
-    let body = match framing {
-        Framing::Length(len) if len > MAX_BODY => {
-            return Err(format!("an answer of {len} bytes is too large"));
-        }
-        Framing::Length(len) => {
-            while conn.buf.len() < len {
-                fill(conn).await?;
-            }
-            conn.buf.split_to(len).freeze()
-        }
-        Framing::Chunked => read_chunked(conn).await?,
-        Framing::Close => {
-            keep = false;
-            loop {
-                if conn.buf.len() > MAX_BODY {
-                    return Err("the answer is too large".into());
-                }
-                match conn.stream.read_buf(&mut conn.buf).await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("reading the answer: {e}")),
-                }
-            }
-            conn.buf.split().freeze()
-        }
-    };
-    // Anything beyond the answer was never asked for: the connection is out of step.
-    keep &= conn.buf.is_empty();
-    Ok(((status, body), keep))
-}
-
-/// Reads a chunked body (RFC 9112 §7.1), trailers ignored.
-async fn read_chunked(conn: &mut Conn) -> Result<Bytes, String> {
-    let mut body = BytesMut::new();
-    loop {
-        let (start, size) = loop {
-            match httparse::parse_chunk_size(&conn.buf) {
-                Ok(httparse::Status::Complete((start, size))) => break (start, size),
-                Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => fill(conn).await?,
-                _ => return Err("a bad chunk in the answer".into()),
-            }
-        };
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size > MAX_BODY.saturating_sub(body.len()) {
-            return Err("the answer is too large".into());
-        }
-        conn.buf.advance(start);
-        if size == 0 {
-            // Trailers, if any, then the empty line.
-            loop {
-                match conn.buf.windows(2).position(|w| w == b"\r\n") {
-                    Some(0) => {
-                        conn.buf.advance(2);
-                        return Ok(body.freeze());
-                    }
-                    Some(i) => conn.buf.advance(i + 2),
-                    None if conn.buf.len() < MAX_HEAD => fill(conn).await?,
-                    None => return Err("the answer's trailers are too large".into()),
-                }
-            }
-        }
-        while conn.buf.len() < size + 2 {
-            fill(conn).await?;
-        }
-        body.extend_from_slice(&conn.buf[..size]);
-        if &conn.buf[size..size + 2] != b"\r\n" {
-            return Err("a bad chunk in the answer".into());
-        }
-        conn.buf.advance(size + 2);
-    }
 }
 
 #[cfg(test)]
