@@ -7,8 +7,9 @@
 //! printed key and keeps replicating, so a retry with the same `--id` returns that key.
 //!
 //! `append`, `read` and `status` use reqwest. `bench` does not: it speaks just enough
-//! HTTP/1.1 itself, on one single-threaded runtime per core, so that the load generator costs
-//! no more CPU per request than wrk (`bench/bench-vs-wrk.sh` checks that); see [`fn@bench`].
+//! HTTP/1.1 through `crate::http1`, on one single-threaded runtime per core, so that the load
+//! generator costs no more CPU per request than wrk (`bench/bench-vs-wrk.sh` checks that); see
+//! [`fn@bench`].
 
 use std::time::{Duration, Instant};
 
