@@ -55,6 +55,18 @@ fn open_small(dir: &Path, segment_bytes: u64) -> (FileStore, RecoveryReport) {
     .unwrap()
 }
 
+/// The error of opening `dir` with small segments, which must fail.
+fn open_refused(dir: &Path, segment_bytes: u64) -> StoreError {
+    let opts = FileStoreOptions {
+        segment_bytes,
+        ..Default::default()
+    };
+    match FileStore::open(dir, opts) {
+        Ok((_, report)) => panic!("opened a directory it must refuse: {report}"),
+        Err(e) => e,
+    }
+}
+
 fn keys(entries: &[Entry]) -> Vec<u64> {
     entries.iter().map(|e| e.key).collect()
 }
@@ -509,15 +521,7 @@ fn zeros_in_a_sealed_segment_are_damage() {
         .unwrap();
     f.set_len(file_len(&seg_path(d.path(), 1)) + 100).unwrap();
     drop(f);
-    let err = FileStore::open(
-        d.path(),
-        FileStoreOptions {
-            segment_bytes: 256,
-            ..Default::default()
-        },
-    )
-    .err()
-    .expect("a sealed segment with zeros after its records is refused");
+    let err = open_refused(d.path(), 256);
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("zero-filled"), "{err}");
 }
@@ -666,15 +670,7 @@ fn damage_in_a_sealed_segment_is_a_hard_error_naming_file_and_offset() {
     let mut bytes = fs::read(&p).unwrap();
     bytes[16 + 21] ^= 0x80;
     fs::write(&p, &bytes).unwrap();
-    let err = FileStore::open(
-        d.path(),
-        FileStoreOptions {
-            segment_bytes: 256,
-            ..Default::default()
-        },
-    )
-    .err()
-    .unwrap();
+    let err = open_refused(d.path(), 256);
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Corrupt(_)), "{msg}");
     assert!(
