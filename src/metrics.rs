@@ -145,7 +145,7 @@ impl Metrics {
         let mut events = Registry::with_prefix("replog");
         events.register(
             "fsync_duration_seconds",
-            "Time each fsync of the log took (storage.fsync \"always\": one per write; \"interval\": one per interval with new data)",
+            "Time each fsync of the log took (storage.fsync \"always\": one per group of writes made while the previous one ran; \"interval\": one per interval with new data)",
             writes.fsync.clone(),
         );
         events.register(
