@@ -463,22 +463,19 @@ mod tests {
     #[tokio::test]
     async fn chunked_bodies_are_joined_and_extra_bytes_close_the_connection() {
         let (client, mut server) = tokio::io::duplex(256);
+        let answers: [&[u8]; 2] = [
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA",
+        ];
+        // One answer per 3-byte request, on the same connection.
         let serve = tokio::spawn(async move {
-            let mut req = vec![0u8; 3];
-            tokio::io::AsyncReadExt::read_exact(&mut server, &mut req)
-                .await
-                .unwrap();
-            server
-                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n")
-                .await
-                .unwrap();
-            tokio::io::AsyncReadExt::read_exact(&mut server, &mut req)
-                .await
-                .unwrap();
-            server
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA")
-                .await
-                .unwrap();
+            for answer in answers {
+                let mut req = vec![0u8; 3];
+                tokio::io::AsyncReadExt::read_exact(&mut server, &mut req)
+                    .await
+                    .unwrap();
+                server.write_all(answer).await.unwrap();
+            }
         });
         let mut c = Connection::new(client);
         let a = c.exchange(&[b"req"]).await.unwrap();
