@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ANCHOR=${ANCHOR:-/work/anchor-bench}
 AB=$ANCHOR/target/release/anchor-bench
 REPS=${REPS:-3}; DUR=${DUR:-5}
-POINTS=${POINTS:-"w3c64 w1c64 w3c1 w3c256 always-w3c64 redis nats etcd stub"}
+POINTS=${POINTS:-"w3c64 w1c64 w3c1 w3c256 always-w3c64 failover-w3c64 redis nats etcd stub"}
 OUT=${OUT:-$(mktemp /tmp/replog-compare-XXXX.jsonl)}
 export OUT
 
@@ -49,6 +49,10 @@ for p in $POINTS; do
     w3c1) replog 3 1 ;;
     w3c256) replog 3 256 ;;
     always-w3c64) replog 3 64 always ;;
+    failover-w3c64)
+      for _ in $(seq "$REPS"); do
+        FAILOVER=1 LABEL=replog-failover "$ROOT/bench/replog-point.sh" 3 64 "$DUR" | tail -1
+      done ;;
     redis) anchor redis redis -c 64 --replicas 2 ;;
     nats) anchor nats nats -c 64 --replicas 3 ;;
     etcd) anchor etcd etcd -c 64 ;;

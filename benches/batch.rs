@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use replog::log::Entry;
+use replog::domain::Entry;
 use replog::protocol::{decode_batch, encode_batch};
 
 /// The receiver's limit on a value: `limits.max_message_bytes`, default 1 MiB.

@@ -1,4 +1,4 @@
-//! The on-disk record codec (`replog::log::record`): encode, and decode with its CRC32C check,
+//! The on-disk record codec (`replog::storage::record`): encode, and decode with its CRC32C check,
 //! of one record with a 100-byte value, with and without a client id.
 //!
 //! Run: `cargo bench --bench record`.
@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use replog::log::record::{self, Record, RecordStatus};
+use replog::storage::record::{self, Record, RecordStatus};
 
 const VALUE: [u8; 100] = [b'x'; 100];
 /// A typical idempotency id (a UUID).

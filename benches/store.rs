@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use replog::log::file::{FileStore, FileStoreOptions};
-use replog::log::memory::MemoryStore;
-use replog::log::{Entry, LogStore};
+use replog::domain::Entry;
+use replog::storage::LogStore;
+use replog::storage::file::{FileStore, FileStoreOptions};
+use replog::storage::memory::MemoryStore;
 use tempfile::TempDir;
 
 /// Entries after which an appended store is thrown away and a fresh one started.

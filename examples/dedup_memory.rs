@@ -1,4 +1,4 @@
-//! Measures the memory cost of the master's idempotency index (`replog::dedup::IdIndex`) per
+//! Measures the memory cost of the master's idempotency index (`replog::storage::dedup::IdIndex`) per
 //! remembered id, with a counting allocator: the heap bytes live after inserting N ids,
 //! divided by N. The figures in `src/dedup.rs` and the README come from this.
 //!
@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use replog::dedup::IdIndex;
+use replog::storage::dedup::IdIndex;
 
 /// The system allocator, counting live bytes as the allocator hands them out (rounded up to
 /// the allocator's granularity is not visible here, so glibc's 8-byte chunk header and 16-byte

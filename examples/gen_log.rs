@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use replog::log::file::{FileStore, FileStoreOptions};
-use replog::log::{Entry, LogId, LogStore};
+use replog::domain::{Entry, LogId};
+use replog::storage::LogStore;
+use replog::storage::file::{FileStore, FileStoreOptions};
 
 const BATCH: usize = 4096;
 

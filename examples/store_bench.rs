@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use replog::log::file::{FileStore, FileStoreOptions};
-use replog::log::{Entry, LogStore};
+use replog::domain::Entry;
+use replog::storage::LogStore;
+use replog::storage::file::{FileStore, FileStoreOptions};
 
 const VALUE_BYTES: usize = 100;
 

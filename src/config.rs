@@ -5,7 +5,8 @@
 //! `REPLOG_<SECTION>_<KEY>` (for containers: `REPLOG_NODE_ROLE=secondary`,
 //! `REPLOG_HEARTBEAT_INTERVAL_MS=500`). An environment value is read as a TOML value when it
 //! parses as one (`500`, `true`, `[1, 2]`, `[{name = "s1", url = "http://s1:8001"}]`) and as a
-//! plain string otherwise; `REPLOG_MASTER_SECONDARIES` also takes `name=url,name=url`.
+//! plain string otherwise; `REPLOG_MASTER_SECONDARIES` and `REPLOG_FAILOVER_MEMBERS` also take
+//! `name=url,name=url`.
 //!
 //! Invariant: a [`Settings`] that left [`Settings::load`] has passed [`Settings::validate`], so
 //! the rest of the program never re-checks ranges. Every error names the setting, the value
@@ -166,6 +167,21 @@ pub struct Settings {
     pub log: LogSettings,
     pub fault: FaultSettings,
     pub limits: LimitSettings,
+    pub failover: FailoverSettings,
+}
+
+/// `[failover]` (SPEC §11, `docs/failover.md`): off by default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverSettings {
+    pub enabled: bool,
+    /// Every node, this one included; the same list on every node. With failover on, a
+    /// node's secondaries (as a master) are the other members: `master.secondaries` is set
+    /// from this list.
+    pub members: Vec<SecondaryRef>,
+    /// No word from a master this long (plus a random jitter of up to half of it) and a node
+    /// stands for election; default `heartbeat.interval_ms × heartbeat.unhealthy_after`.
+    pub election_timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -223,12 +239,20 @@ pub struct MasterSettings {
     /// The URL clients use to reach this master; secondaries name it when they refuse appends.
     pub advertise_url: Option<String>,
     /// How many of the most recent messages have their idempotency `id` remembered (a retry
-    /// with an older id appends again); default: the whole log. See `crate::dedup` for the
+    /// with an older id appends again); default: the whole log. See `crate::storage::dedup` for the
     /// memory cost per remembered id.
     pub dedup_window: Option<u64>,
     /// Appends in progress at once (waiting for the writer or for their write concern); past
     /// it the master answers 503 with Retry-After instead of holding more in memory.
     pub max_pending_appends: usize,
+    /// After an unclean stop (kill -9, crash, power loss) under `fsync = "interval"` or
+    /// `"never"`, appends wait until this many secondaries have answered a heartbeat, so that a
+    /// tail the master lost is taken back from them before a new key is assigned (see
+    /// `docs/log-matching.md`); default: all of them.
+    pub recovery_wait_for: Option<usize>,
+    /// How long appends wait for that at most; then the master goes on without the secondaries
+    /// not heard from, and says so (keys only they held are cut when they return).
+    pub recovery_wait_ms: u64,
 }
 
 impl Default for MasterSettings {
@@ -250,6 +274,8 @@ impl Default for MasterSettings {
             advertise_url: None,
             dedup_window: None,
             max_pending_appends: 65_536,
+            recovery_wait_for: None,
+            recovery_wait_ms: 10_000,
         }
     }
 }
@@ -396,7 +422,7 @@ pub struct FaultSettings {
 
 /// Bounds on what one client can make a node hold: message and header sizes, how long a
 /// request may take to arrive, and how many connections are served at once (see
-/// `crate::server`).
+/// `crate::http::server`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
@@ -466,6 +492,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "fault",
     "limits",
+    "failover",
 ];
 
 impl Settings {
@@ -498,6 +525,39 @@ impl Settings {
             message: e.to_string(),
         })?;
         typed(table)
+    }
+
+    /// With failover on, a node's secondaries are the other members (validated right after).
+    fn derive_failover(&mut self) {
+        if self.failover.enabled {
+            let me = self.node.name.clone();
+            self.master.secondaries = self
+                .failover
+                .members
+                .iter()
+                .filter(|m| m.name != me)
+                .cloned()
+                .collect();
+        }
+    }
+
+    /// The election timeout: `failover.election_timeout_ms`, or the time a master takes to
+    /// call a silent secondary unhealthy.
+    pub fn election_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.failover
+                .election_timeout_ms
+                .unwrap_or(self.heartbeat.interval_ms * u64::from(self.heartbeat.unhealthy_after)),
+        )
+    }
+
+    /// This node's URL as the members list gives it (failover).
+    pub fn own_url(&self) -> Option<&str> {
+        self.failover
+            .members
+            .iter()
+            .find(|m| m.name == self.node.name)
+            .map(|m| m.url.as_str())
     }
 
     /// ALL: the master plus every secondary.
@@ -610,9 +670,58 @@ impl Settings {
                     )
                 })?;
             }
+            if let Some(n) = m.recovery_wait_for
+                && n > m.secondaries.len()
+            {
+                return Err(invalid(
+                    "master.recovery_wait_for",
+                    n,
+                    format!(
+                        "0 to {} (the number of secondaries; leave it out to wait for all)",
+                        m.secondaries.len()
+                    ),
+                ));
+            }
+            range_check("master.recovery_wait_ms", m.recovery_wait_ms, 0, 3_600_000)?;
         }
         if let Some(u) = &self.secondary.master_url {
             check_url("secondary.master_url", u)?;
+        }
+        let f = &self.failover;
+        if f.enabled {
+            let mut names = std::collections::HashSet::new();
+            for (i, m) in f.members.iter().enumerate() {
+                if m.name.trim().is_empty() || m.name.len() > 64 || !names.insert(&m.name) {
+                    return Err(invalid(
+                        &format!("failover.members[{i}].name"),
+                        &m.name,
+                        "a name of 1 to 64 characters not used by another member",
+                    ));
+                }
+                check_url(&format!("failover.members[{i}].url"), &m.url)?;
+            }
+            if !names.contains(&self.node.name) {
+                return Err(invalid(
+                    "failover.members",
+                    format!("{} members", f.members.len()),
+                    format!(
+                        "a list of every node that names this one ({:?}, node.name)",
+                        self.node.name
+                    ),
+                ));
+            }
+            if let Some(q) = self.master.quorum
+                && (q < 1 || q > f.members.len())
+            {
+                return Err(invalid(
+                    "master.quorum",
+                    q,
+                    format!("1 to {} (the members)", f.members.len()),
+                ));
+            }
+        }
+        if let Some(t) = f.election_timeout_ms {
+            range_check("failover.election_timeout_ms", t, 100, 3_600_000)?;
         }
 
         let r = &self.replication;
@@ -678,6 +787,21 @@ impl Settings {
                 format!(
                     "from heartbeat.suspected_after ({}) to 1000",
                     h.suspected_after
+                ),
+            ));
+        }
+        // Failover: a master's lease is 2/3 of its election timeout, renewed by a heartbeat
+        // answered within it; shorter than two heartbeat intervals, it lapses between
+        // heartbeats and the master keeps turning read-only (and its members keep standing).
+        if self.failover.enabled
+            && self.election_timeout().as_millis() < 2 * u128::from(h.interval_ms)
+        {
+            return Err(invalid(
+                "failover.election_timeout_ms",
+                self.election_timeout().as_millis(),
+                format!(
+                    "at least twice heartbeat.interval_ms ({} ms): a master's lease, 2/3 of it, must outlast the wait for the next heartbeat's answer (unset, it is heartbeat.interval_ms × heartbeat.unhealthy_after)",
+                    h.interval_ms
                 ),
             ));
         }
@@ -849,6 +973,8 @@ fn typed(table: toml::Table) -> Result<Settings, ConfigError> {
             }
         })?;
     read_token_file(&mut settings)?;
+    // Before validating: the master's checks then see the secondaries it will have.
+    settings.derive_failover();
     settings.validate()?;
     Ok(settings)
 }
@@ -947,7 +1073,10 @@ fn env_value(section: &str, key: &str, raw: &str) -> Result<toml::Value, String>
     {
         return Ok(v);
     }
-    if (section, key) == ("master", "secondaries") {
+    if matches!(
+        (section, key),
+        ("master", "secondaries") | ("failover", "members")
+    ) {
         // name=url,name=url
         let mut list = Vec::new();
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -1057,6 +1186,14 @@ mod tests {
             ("[fault]\nerror_rate = 1.5", "fault.error_rate"),
             ("[master]\ndedup_window = 0", "master.dedup_window"),
             ("[master]\ndedup_window = -5", "master.dedup_window"),
+            (
+                "[master]\nrecovery_wait_for = 3",
+                "master.recovery_wait_for",
+            ),
+            (
+                "[master]\nrecovery_wait_ms = 3600001",
+                "master.recovery_wait_ms",
+            ),
             ("[node]\nbogus = 1", "bogus"),
             (
                 "[master]\nsecondaries = [{name = \"a\", url = \"ftp://x\"}]",

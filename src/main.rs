@@ -1,7 +1,7 @@
 //! The `replog` binary: parse the command line, then hand over to the library.
 
 use clap::Parser;
-use replog::cli::{Cli, Command};
+use replog::cmd::cli::{Cli, Command};
 
 // Every request allocates a little (bodies, JSON, futures); mimalloc's thread-local free lists
 // make that markedly cheaper than glibc's allocator on the append path.
@@ -10,6 +10,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Cluster { .. }) {
+        // The client commands print for pipelines (`replog read | head`): a reader that
+        // closes the pipe ends the process quietly, as with any Unix tool, instead of making
+        // `println!` panic. Servers keep Rust's default (SIGPIPE ignored, EPIPE as an error).
+        // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // `serve` reads its settings first: they say how many runtime threads the node gets.
     let mut settings = None;
     if let Command::Serve { config } = &cli.command {
@@ -51,8 +60,9 @@ fn main() -> std::process::ExitCode {
                 log_file,
                 config,
                 worker_threads,
+                failover,
             } => {
-                replog::cluster::run(replog::cluster::ClusterOptions {
+                replog::cmd::cluster::run(replog::cmd::cluster::ClusterOptions {
                     secondaries,
                     base_port,
                     data_dir,
@@ -60,11 +70,12 @@ fn main() -> std::process::ExitCode {
                     log_file: log_file.into(),
                     extra_config: config,
                     worker_threads,
+                    failover,
                 })
                 .await
             }
             Command::Check { dir } => check(&dir),
-            other => replog::client::run(other).await,
+            other => replog::cmd::client::run(other).await,
         }
     });
     match result {
@@ -78,8 +89,10 @@ fn exit_with(e: anyhow::Error) -> std::process::ExitCode {
     // One line, whatever the causes.
     let line = format!("{e:#}").replace('\n', " ");
     eprintln!("error: {line}");
-    if e.downcast_ref::<replog::client::AppendPending>().is_some() {
-        std::process::ExitCode::from(replog::client::EXIT_PENDING)
+    if e.downcast_ref::<replog::cmd::client::AppendPending>()
+        .is_some()
+    {
+        std::process::ExitCode::from(replog::cmd::client::EXIT_PENDING)
     } else {
         std::process::ExitCode::FAILURE
     }
@@ -88,20 +101,20 @@ fn exit_with(e: anyhow::Error) -> std::process::ExitCode {
 async fn serve(settings: replog::config::Settings) -> anyhow::Result<()> {
     let _guards =
         replog::telemetry::init(&settings.node.name, &settings.log.level, &settings.log.file)?;
-    let app = match replog::startup::Application::build(settings).await {
+    let app = match replog::node::startup::Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("cannot start: {e:#}");
             return Err(e);
         }
     };
-    app.run_until_stopped(replog::startup::shutdown_signal())
+    app.run_until_stopped(replog::node::startup::shutdown_signal())
         .await
 }
 
 /// `replog check DIR`: prints the report; exits non-zero unless the directory is clean.
 fn check(dir: &std::path::Path) -> anyhow::Result<()> {
-    let report = replog::log::check::check(dir)
+    let report = replog::storage::check::check(dir)
         .map_err(|e| anyhow::anyhow!("cannot check {}: {e}", dir.display()))?;
     println!("{report}");
     if report.is_clean() {

@@ -1,7 +1,9 @@
-//! `GET /metrics`: a node's figures in the Prometheus text format (version 0.0.4), with the
-//! `prometheus-client` crate.
+//! A node's figures for `GET /metrics` (Prometheus text, version 0.0.4, with the
+//! `prometheus-client` crate): the registry of events and the master's [`Timeline`]. The
+//! endpoint itself, which adds the node's state read at scrape time, is
+//! `crate::http::metrics`.
 //!
-//! Role: [`Metrics`] lives in the [`Node`]. Two kinds of figures:
+//! Role: [`Metrics`] lives in the node (`crate::node::Node`). Two kinds of figures:
 //!
 //! * **Events**, counted where they happen, in a registry built once at startup: appends by
 //!   write concern and outcome, their latency (a histogram by `w`), refused appends by status,
@@ -10,10 +12,12 @@
 //!   created at startup (no label hashing); see [`Metrics::observe_append`].
 //! * **State**, read at scrape time from what the node keeps anyway (the replicas' progress and
 //!   health views, the quorum, the ack tracker, the store, the idempotency index) into a
-//!   registry built for that one scrape. Nothing is added to the hot path for these.
+//!   registry built for that one scrape (`crate::http::metrics`). Nothing is added to the hot
+//!   path for these.
 //!
 //! Replication lag in seconds is the age of the oldest message a secondary lacks (key
-//! `acked_key + 1`). Keys carry no time, so the master keeps a [`Timeline`]: a task samples the
+//! `acked_key + 1`). Keys carry no time, so the master keeps a [`Timeline`]: a task
+//! (`crate::node`) samples the
 //! end of its log (at most every [`SAMPLE_EVERY`]) and remembers when each end was first seen.
 //! The age is exact to within the sampling interval; keys that were in the log when the master
 //! started count from its start. Samples no secondary needs any more are dropped, and at most
@@ -26,25 +30,17 @@
 //! one valid exposition); every name starts with `replog_`.
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::config::Engine;
-use crate::node::Node;
+use crate::storage::writer::WriteStats;
 
 /// The master samples the end of its log at most this often (the lag-seconds resolution).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(5);
@@ -73,24 +69,6 @@ struct RequestLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SecondaryLabel {
-    secondary: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HealthLabels {
-    secondary: String,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InfoLabels {
-    role: &'static str,
-    name: String,
-    version: &'static str,
-}
-
 /// Handles of one write concern's append metrics, made at startup.
 struct PerW {
     created: Counter,
@@ -99,31 +77,14 @@ struct PerW {
     latency: Histogram,
 }
 
-/// The writer's figures (see `crate::writer`), made before the writer starts and registered
-/// with the node's other metrics. Cloning shares the series.
-#[derive(Clone)]
-pub struct WriteStats {
-    /// How long each fsync of the log took (both policies that fsync).
-    pub fsync: Histogram,
-    /// Messages per write of the log: how many appends or replicated entries one write (and,
-    /// under `fsync = "always"`, one fsync) carried. Group commit at work shows here.
-    pub batch: Histogram,
-}
-
-impl Default for WriteStats {
-    fn default() -> Self {
-        WriteStats {
-            // 20 µs to about 10 s.
-            fsync: Histogram::new(exponential_buckets(0.00002, 2.0, 20)),
-            // 1 to 4096 messages (the writer's largest batch), then +Inf.
-            batch: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
-        }
-    }
-}
-
 /// A node's metrics; see the module docs.
 pub struct Metrics {
-    events: Registry,
+    /// The event registry of every node (the writer's figures), encoded first in every scrape.
+    pub events: Registry,
+    /// The events of a master (appends) and of a secondary (replication requests received):
+    /// a scrape encodes those of the node's role then.
+    pub master_events: Registry,
+    pub secondary_events: Registry,
     /// Index `w - 1`; empty on a secondary.
     per_w: Vec<PerW>,
     refused: Family<StatusLabel, Counter>,
@@ -141,7 +102,7 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Metrics of a node in a cluster of `all` nodes (master: `master` true) whose log ends at
     /// `last_key` at startup; `writes` are its writer's figures.
-    pub fn new(all: usize, master: bool, last_key: u64, writes: &WriteStats) -> Self {
+    pub fn new(all: usize, last_key: u64, writes: &WriteStats) -> Self {
         let mut events = Registry::with_prefix("replog");
         events.register(
             "fsync_duration_seconds",
@@ -161,7 +122,12 @@ impl Metrics {
         let refused = Family::<StatusLabel, Counter>::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let mut per_w = Vec::new();
-        if master {
+        // A node's role can change at run time: the figures of both roles exist from the
+        // start, and a scrape shows those of the role the node has then.
+        let mut master_events = Registry::with_prefix("replog");
+        let mut secondary_events = Registry::with_prefix("replog");
+        {
+            let events = &mut master_events;
             events.register(
                 "appends",
                 "Appends that were given a key or found their id, by write concern and outcome (created: 201, duplicate: 200, timeout: 504)",
@@ -186,8 +152,9 @@ impl Metrics {
                     latency: latency.get_or_create(&WLabel { w }).clone(),
                 });
             }
-        } else {
-            events.register(
+        }
+        {
+            secondary_events.register(
                 "replication_requests_received",
                 "Replication requests this secondary received (POST /replicate, PUT /message), by endpoint and answer status",
                 requests.clone(),
@@ -195,6 +162,8 @@ impl Metrics {
         }
         Metrics {
             events,
+            master_events,
+            secondary_events,
             per_w,
             refused,
             requests,
@@ -303,250 +272,6 @@ impl Timeline {
     }
 }
 
-/// Master: samples the end of the log into the [`Timeline`] until shutdown.
-pub async fn sample_log_end(node: Arc<Node>) {
-    let Some(m) = &node.master else { return };
-    let mut end = node.contiguous.clone();
-    loop {
-        tokio::select! {
-            _ = node.shutdown.cancelled() => return,
-            r = end.changed() => if r.is_err() { return },
-        }
-        let key = *end.borrow_and_update();
-        node.metrics.timeline.record(key, Instant::now());
-        let needed = m
-            .replicas
-            .iter()
-            .map(|r| r.progress.lock().acked_key + 1)
-            .min()
-            .unwrap_or(key + 1);
-        node.metrics.timeline.forget_below(needed);
-        tokio::select! {
-            _ = node.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
-        }
-    }
-}
-
-/// `GET /metrics`.
-pub async fn get_metrics(State(node): State<Arc<Node>>) -> Response {
-    // Reading the data dir's sizes is file-system work: off the async threads.
-    let text = tokio::task::spawn_blocking(move || render(&node)).await;
-    match text {
-        Ok(Ok(text)) => {
-            let mut resp = text.into_response();
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
-            );
-            resp
-        }
-        Ok(Err(e)) => crate::api::ApiError::internal(format!("encoding the metrics failed: {e}"))
-            .into_response(),
-        Err(e) => crate::api::ApiError::internal(format!("collecting the metrics failed: {e}"))
-            .into_response(),
-    }
-}
-
-fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
-    let g = Gauge::<i64>::default();
-    g.set(v);
-    r.register(name, help, g);
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The whole exposition of `node`: its event metrics, then its state read now.
-pub fn render(node: &Node) -> Result<String, std::fmt::Error> {
-    let mut out = String::with_capacity(8 * 1024);
-    prometheus_text::encode(&mut out, &node.metrics.events)?;
-    let mut r = Registry::with_prefix("replog");
-    let is_master = node.is_master();
-    let info = Family::<InfoLabels, Gauge>::default();
-    info.get_or_create(&InfoLabels {
-        role: if is_master { "master" } else { "secondary" },
-        name: node.name().to_string(),
-        version: env!("CARGO_PKG_VERSION"),
-    })
-    .set(1);
-    r.register("node_info", "This node: its role, name and version", info);
-    let contiguous = node.acknowledged_key();
-    gauge(
-        &mut r,
-        "contiguous_key",
-        "The end of this node's visible log: its last key (master) or contiguous prefix (secondary)",
-        clamp(contiguous),
-    );
-    gauge(
-        &mut r,
-        "held_aside",
-        "Entries stored beyond the first hole, invisible until it fills",
-        clamp(node.store.held_aside() as u64),
-    );
-    if node.settings.storage.engine == Engine::Disk {
-        gauge(
-            &mut r,
-            "log_segment_bytes",
-            "Bytes of the log's segment files in node.data_dir",
-            clamp(segment_bytes(&node.settings.node.data_dir)),
-        );
-    }
-    if let Some(m) = &node.master {
-        master_state(node, m, contiguous, &mut r);
-    }
-    prometheus_text::encode(&mut out, &r)?;
-    Ok(out)
-}
-
-fn master_state(node: &Node, m: &crate::node::MasterState, last: u64, r: &mut Registry) {
-    gauge(
-        r,
-        "read_only",
-        "1 while the master refuses appends for lack of a quorum",
-        i64::from(m.quorum.is_read_only()),
-    );
-    gauge(
-        r,
-        "recovering",
-        "1 while a restarted master checks its log's end against its secondaries",
-        i64::from(m.recovering.load(Ordering::Acquire)),
-    );
-    gauge(
-        r,
-        "quorum",
-        "Nodes (master included) that must be available for appends",
-        m.quorum.quorum() as i64,
-    );
-    gauge(
-        r,
-        "available_nodes",
-        "The master plus its healthy or suspected secondaries",
-        m.quorum.available() as i64,
-    );
-    gauge(
-        r,
-        "appends_waiting",
-        "Appends waiting for their write concern",
-        m.tracker.waiting() as i64,
-    );
-    gauge(
-        r,
-        "fully_replicated_key",
-        "Keys up to this one are held by every node",
-        clamp(m.tracker.fully_replicated()),
-    );
-    let dedup = node.writer.dedup_stats();
-    gauge(
-        r,
-        "dedup_ids",
-        "Idempotency ids remembered (master.dedup_window)",
-        clamp(dedup.ids.load(Ordering::Relaxed)),
-    );
-    gauge(
-        r,
-        "dedup_id_bytes",
-        "Bytes of the idempotency ids remembered (the index adds about 65-130 bytes per id; see the README)",
-        clamp(dedup.id_bytes.load(Ordering::Relaxed)),
-    );
-
-    let acked = Family::<SecondaryLabel, Gauge>::default();
-    let lag = Family::<SecondaryLabel, Gauge>::default();
-    let lag_s = Family::<SecondaryLabel, Gauge<f64, AtomicU64>>::default();
-    let inflight = Family::<SecondaryLabel, Gauge>::default();
-    let backoff = Family::<SecondaryLabel, Gauge>::default();
-    let retries = Family::<SecondaryLabel, Counter>::default();
-    let health = Family::<HealthLabels, Gauge>::default();
-    let failures = Family::<SecondaryLabel, Gauge>::default();
-    let now = Instant::now();
-    for rep in &m.replicas {
-        let p = rep.progress.lock().clone();
-        let h = rep.health.borrow().clone();
-        let l = SecondaryLabel {
-            secondary: rep.name.clone(),
-        };
-        acked.get_or_create(&l).set(clamp(p.acked_key));
-        lag.get_or_create(&l)
-            .set(clamp(last.saturating_sub(p.acked_key)));
-        let age = if p.acked_key < last {
-            node.metrics.timeline.age(p.acked_key + 1, now)
-        } else {
-            Duration::ZERO
-        };
-        lag_s.get_or_create(&l).set(age.as_secs_f64());
-        inflight.get_or_create(&l).set(p.inflight as i64);
-        backoff
-            .get_or_create(&l)
-            .set(i64::from(p.retry_at.is_some()));
-        retries
-            .get_or_create(&l)
-            .inc_by(rep.retries.load(Ordering::Relaxed));
-        for s in ["healthy", "suspected", "unhealthy"] {
-            health
-                .get_or_create(&HealthLabels {
-                    secondary: rep.name.clone(),
-                    status: s,
-                })
-                .set(i64::from(h.status.as_str() == s));
-        }
-        failures.get_or_create(&l).set(i64::from(h.failures));
-    }
-    r.register(
-        "replication_acked_key",
-        "The end of the prefix each secondary is known to hold",
-        acked,
-    );
-    r.register(
-        "replication_lag_messages",
-        "Messages each secondary lacks: last key - acked key",
-        lag,
-    );
-    r.register(
-        "replication_lag_seconds",
-        "Age of the oldest message each secondary lacks (0 when it lacks none)",
-        lag_s,
-    );
-    r.register(
-        "replication_inflight_batches",
-        "Replication requests in flight to each secondary",
-        inflight,
-    );
-    r.register(
-        "replication_backoff",
-        "1 while a failed replication to the secondary waits out its retry delay",
-        backoff,
-    );
-    r.register(
-        "replication_retries",
-        "Retries scheduled after failed replication requests, per secondary",
-        retries,
-    );
-    r.register(
-        "secondary_health",
-        "1 for each secondary's current heartbeat status (healthy, suspected, unhealthy), 0 for the others",
-        health,
-    );
-    r.register(
-        "heartbeat_failures_in_a_row",
-        "Heartbeats to each secondary that failed in a row",
-        failures,
-    );
-}
-
-/// Bytes of `*.seg` files in `dir` (0 if it cannot be read).
-fn segment_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,7 +311,7 @@ mod tests {
     #[test]
     fn appends_are_counted_by_w_and_outcome_and_render_as_prometheus_text() {
         let writes = WriteStats::default();
-        let m = Metrics::new(3, true, 0, &writes);
+        let m = Metrics::new(3, 0, &writes);
         writes.fsync.observe(0.0003);
         writes.batch.observe(17.0);
         let started = Instant::now();
@@ -596,7 +321,8 @@ mod tests {
         m.observe_append(StatusCode::SERVICE_UNAVAILABLE, None, started);
         m.observe_append(StatusCode::BAD_REQUEST, None, started);
         let mut out = String::new();
-        prometheus_text::encode(&mut out, &m.events).unwrap();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &m.events).unwrap();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &m.master_events).unwrap();
         assert!(
             out.contains("replog_appends_total{w=\"2\",outcome=\"created\"} 1"),
             "{out}"

@@ -25,7 +25,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::log::{Entry, MAX_ID_BYTES};
+use crate::domain::{Entry, MAX_ID_BYTES};
 
 /// The only batch layout version so far.
 pub const BATCH_VERSION: u8 = 1;
@@ -36,6 +36,21 @@ const ENTRY_HEADER: usize = 8 + 2 + 4;
 pub const LOG_ID_HEADER: &str = "x-replog-log-id";
 /// Header carrying the master's client-facing URL, so a secondary can name it.
 pub const MASTER_HEADER: &str = "x-replog-master";
+/// Header carrying the master's name beside [`MASTER_HEADER`] (failover: `/health` names the
+/// master).
+pub const MASTER_NAME_HEADER: &str = "x-replog-master-name";
+/// Header carrying the sender's epoch on replication requests (and a secondary's on its
+/// `GET /replicate` answers); see `docs/log-matching.md`.
+pub const EPOCH_HEADER: &str = "x-replog-epoch";
+/// Header carrying the sender's epoch history, `epoch:first_key,…` (see
+/// `crate::domain::epoch::History::to_header`), beside [`EPOCH_HEADER`].
+pub const EPOCHS_HEADER: &str = "x-replog-epochs";
+/// Header carrying a failover master's `failover.election_timeout_ms` on its heartbeats: a
+/// member waits at least that long without word from it before it stands or votes, whatever
+/// its own setting (the master's lease is shorter than its own election timeout only).
+pub const ELECTION_TIMEOUT_HEADER: &str = "x-replog-election-timeout-ms";
+/// Header carrying a failover master's [`members_fingerprint`] on its heartbeats.
+pub const MEMBERS_HEADER: &str = "x-replog-members";
 
 /// Encodes entries as a batch body.
 pub fn encode_batch(entries: &[Entry]) -> Bytes {
@@ -167,6 +182,10 @@ pub struct BatchAck {
     pub instance: String,
     /// Entries of the request that were new to the secondary.
     pub stored: usize,
+    /// As in [`Heartbeat::unlabelled_from`]: the secondary's log is this master's only below
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlabelled_from: Option<u64>,
 }
 
 /// The body of `GET /heartbeat`: short, and cheap to produce.
@@ -179,6 +198,82 @@ pub struct Heartbeat {
     pub contiguous_key: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_id: Option<String>,
+    /// The highest epoch this node has taken part in (see `docs/log-matching.md`).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Which epoch wrote which of its keys: `[epoch, first key]` pairs.
+    #[serde(default)]
+    // A tuple is `prefixItems` in OpenAPI 3.1; utoipa writes the 3.0 form (`items: [..]`),
+    // which 3.1 validators reject: described as pairs of integers instead.
+    #[schema(value_type = Vec<Vec<u64>>)]
+    pub epochs: Vec<(u64, u64)>,
+    /// Entries this node has cut from its log because they diverged from its master's.
+    #[serde(default)]
+    pub cut_entries: u64,
+    /// The first key a script stored here (`PUT /message`) that no master has written over:
+    /// the node vouches for its log only below it (see `crate::domain::epoch::Epochs::unlabelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlabelled_from: Option<u64>,
+}
+
+/// `POST /vote` (failover, `docs/failover.md`): a candidate asks a member for its vote, or
+/// (with `pre_vote`) whether it would give it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    /// The epoch the candidate stands for.
+    pub epoch: u64,
+    /// The candidate's member name.
+    pub candidate: String,
+    /// The candidate's log: the last epoch of its history, and its contiguous key.
+    pub last_epoch: u64,
+    pub last_key: u64,
+    #[serde(default)]
+    pub pre_vote: bool,
+    /// The fingerprint of the candidate's member list ([`members_fingerprint`]): a member
+    /// whose list differs refuses (a majority of one list need not meet a majority of
+    /// another). Absent from older candidates: not checked then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<String>,
+}
+
+/// The fingerprint of a failover member list, the same on every node that has the same list
+/// (in any order): CRC-32C of its sorted `name url` lines, in hex. Sent with votes and a
+/// master's heartbeats ([`MEMBERS_HEADER`]) so a node whose list differs finds out.
+pub fn members_fingerprint(members: &[crate::config::SecondaryRef]) -> String {
+    let mut lines: Vec<String> = members
+        .iter()
+        .map(|m| format!("{} {}\n", m.name, m.url.trim_end_matches('/')))
+        .collect();
+    lines.sort();
+    format!("{:08x}", crc32c::crc32c(lines.concat().as_bytes()))
+}
+
+/// The answer to `POST /vote`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VoteReply {
+    /// The member's epoch after the request.
+    pub epoch: u64,
+    pub granted: bool,
+    /// Why not, when not granted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// The master as a secondary's `/health` names it: its URL, or with failover on its name and
+/// URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum KnownMaster {
+    Url(String),
+    Node(MasterRef),
+}
+
+/// Which node is the master, as `/health` shows it with failover on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MasterRef {
+    pub name: String,
+    pub url: String,
 }
 
 /// One message as `GET /messages` shows it.
@@ -208,6 +303,10 @@ pub struct NodeHealth {
     /// The last replication or heartbeat error, until the next success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Entries this secondary has cut from its log because they diverged from the master's
+    /// (from its heartbeat; see `docs/log-matching.md`).
+    #[serde(default)]
+    pub cut_entries: u64,
 }
 
 /// The master's `/health`.
@@ -221,6 +320,22 @@ pub struct MasterHealth {
     pub available: usize,
     pub last_key: u64,
     pub log_id: String,
+    /// This master's epoch (it takes a new one at every start).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Which epoch wrote which of its keys: `[epoch, first key]` pairs.
+    #[serde(default)]
+    // A tuple is `prefixItems` in OpenAPI 3.1; utoipa writes the 3.0 form (`items: [..]`),
+    // which 3.1 validators reject: described as pairs of integers instead.
+    #[schema(value_type = Vec<Vec<u64>>)]
+    pub epochs: Vec<(u64, u64)>,
+    /// Set when a restart's recovery went on without hearing from every secondary it waits
+    /// for (`master.recovery_wait_ms`): what it did and what that may cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
+    /// With failover on: this node, the master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<MasterRef>,
     pub nodes: Vec<NodeHealth>,
 }
 
@@ -234,8 +349,31 @@ pub struct SecondaryHealth {
     pub held_aside: usize,
     #[serde(default)]
     pub log_id: Option<String>,
+    /// The master: its URL (configured or learned from its requests); with failover on, its
+    /// name and URL (`null` while an election runs).
     #[serde(default)]
-    pub master: Option<String>,
+    pub master: Option<KnownMaster>,
+    /// The highest epoch of a master whose entries this node accepted.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Which epoch wrote which of its keys: `[epoch, first key]` pairs.
+    #[serde(default)]
+    // A tuple is `prefixItems` in OpenAPI 3.1; utoipa writes the 3.0 form (`items: [..]`),
+    // which 3.1 validators reject: described as pairs of integers instead.
+    #[schema(value_type = Vec<Vec<u64>>)]
+    pub epochs: Vec<(u64, u64)>,
+    /// Cuts of entries that diverged from the master's log, oldest first.
+    #[serde(default)]
+    pub cuts: Vec<CutInfo>,
+}
+
+/// One cut of a secondary's log, as `/health` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CutInfo {
+    /// Every key from this one on that the node held was cut.
+    pub from_key: u64,
+    /// How many entries were cut.
+    pub entries: u64,
 }
 
 #[cfg(test)]

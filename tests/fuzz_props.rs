@@ -1,6 +1,6 @@
 //! The fuzz targets' properties (`fuzz/src/checks.rs`) under proptest, with few enough cases
 //! that they add seconds to `cargo test`: the record decoder, segment scan and recovery of a
-//! data dir, the replication batch decoder and the config parser. The long runs are
+//! data dir (with cuts), the replication batch decoder and the config parser. The long runs are
 //! `fuzz/run.sh` (cargo-fuzz); see `fuzz/README.md`.
 //!
 //! Failures the fuzzers found are pinned as plain tests at the end, named after what broke.
@@ -11,6 +11,7 @@ mod checks;
 use checks::{BatchItem, Damage, SegmentPlan};
 use proptest::prelude::*;
 use proptest::sample::select;
+use replog::storage::meta::CutMark;
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..=max)
@@ -243,25 +244,40 @@ fn segment_plan() -> impl Strategy<Value = SegmentPlan> {
         })
 }
 
+/// Cuts recorded in a `cuts` file: small keys and offsets, so that they void some of the
+/// planned records, and some positions lie beyond the records (to be moved back).
+fn cuts() -> impl Strategy<Value = Vec<CutMark>> {
+    let cut = (1u64..=10, 1u32..=4, 0u64..=400, 0u64..=5).prop_map(
+        |(from_key, segment, offset, entries)| CutMark {
+            from_key,
+            segment,
+            offset,
+            entries,
+        },
+    );
+    prop_oneof![2 => Just(Vec::new()), 3 => proptest::collection::vec(cut, 1..=3)]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
     fn recovery_cuts_only_a_damaged_tail_and_serves_only_valid_contiguous_records(
         plans in proptest::collection::vec(segment_plan(), 0..=3),
+        cuts in cuts(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        checks::check_store(&dir.path().join("data"), &checks::build_segments(&plans));
+        checks::check_store(&dir.path().join("data"), &checks::build_segments(&plans), &cuts);
     }
 
     #[test]
     fn recovery_of_a_segment_of_garbage(garbage in bytes(200), header in any::<bool>()) {
         let mut file = Vec::new();
         if header {
-            file.extend_from_slice(&replog::log::segment::header(1));
+            file.extend_from_slice(&replog::storage::segment::header(1));
         }
         file.extend_from_slice(&garbage);
         let dir = tempfile::tempdir().unwrap();
-        checks::check_store(&dir.path().join("data"), &[file]);
+        checks::check_store(&dir.path().join("data"), &[file], &[]);
     }
 }

@@ -7,7 +7,8 @@
 //!   length and that many bytes, the last takes the rest; bit 2 set: the bytes are the whole
 //!   file, clear: the correct segment header is put before them.
 //! * bit 7 set, planned: the rest describes segments of well-formed records (checksums the
-//!   fuzzer could not forge) and damage done to them.
+//!   fuzzer could not forge), damage done to them, and the cuts recorded in the `cuts` file
+//!   (which make some records void, and may lie beyond the end of the records).
 #![no_main]
 
 use std::path::PathBuf;
@@ -15,22 +16,24 @@ use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use replog::log::segment;
+use replog::storage::meta::CutMark;
+use replog::storage::segment;
 use replog_fuzz::checks::{self, Damage, SegmentPlan};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let segments = if mode & 0x80 == 0 {
-        raw(mode, rest)
+    let (segments, cuts) = if mode & 0x80 == 0 {
+        (raw(mode, rest), Vec::new())
     } else {
-        match planned(&mut Unstructured::new(rest)) {
-            Ok(plans) => checks::build_segments(&plans),
-            Err(_) => return,
+        let mut u = Unstructured::new(rest);
+        match (planned(&mut u), planned_cuts(&mut u)) {
+            (Ok(plans), Ok(cuts)) => (checks::build_segments(&plans), cuts),
+            _ => return,
         }
     };
-    checks::check_store(scratch_dir(), &segments);
+    checks::check_store(scratch_dir(), &segments, &cuts);
 });
 
 /// One directory per fuzzing process, emptied for each input (put TMPDIR on a tmpfs).
@@ -112,4 +115,20 @@ fn planned(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<SegmentPlan>> {
         });
     }
     Ok(plans)
+}
+
+/// Up to three cuts with small keys and offsets, so that they void some planned records and
+/// sometimes lie beyond the end of the records.
+fn planned_cuts(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<CutMark>> {
+    let count = u.int_in_range(0..=3)?;
+    let mut cuts = Vec::with_capacity(count);
+    for _ in 0..count {
+        cuts.push(CutMark {
+            from_key: u.int_in_range(1..=12)?,
+            segment: u.int_in_range(1..=4)?,
+            offset: u.int_in_range(0..=700)?,
+            entries: u.int_in_range(0..=12)?,
+        });
+    }
+    Ok(cuts)
 }

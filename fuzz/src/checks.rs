@@ -8,9 +8,10 @@
 //!
 //! The decoders under test:
 //! * `log::record::decode`: one on-disk record (checksummed, length-prefixed);
-//! * `FileStore::open` over a data dir of segment files (recovery: scan, cut a damaged tail of
-//!   the last segment, refuse damage anywhere else), and `log::check::check`, which must agree
-//!   with it;
+//! * `FileStore::open` over a data dir of segment files and a `cuts` file (recovery: scan,
+//!   skip records void under the cuts, cut a damaged tail of the last segment, refuse damage
+//!   anywhere else, move back a cut beyond the end), and `log::check::check`, which must
+//!   agree with it;
 //! * `protocol::decode_batch`: the binary replication batch a master sends;
 //! * `config::Settings`: a TOML document and `REPLOG_*` variables, parsed and validated.
 
@@ -20,10 +21,12 @@ use std::path::Path;
 
 use bytes::Bytes;
 use replog::config::{ConfigError, Role, Settings};
-use replog::log::file::{FileStore, FileStoreOptions, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
-use replog::log::record::{self, Record, RecordStatus};
-use replog::log::{Entry, LogStore, MAX_ID_BYTES, StoreError, check, segment};
+use replog::domain::{Entry, MAX_ID_BYTES};
 use replog::protocol::{self, BatchError};
+use replog::storage::file::{FileStore, FileStoreOptions, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+use replog::storage::meta::{self, CutMark};
+use replog::storage::record::{self, Record, RecordStatus};
+use replog::storage::{LogStore, StoreError, check, segment};
 
 // ---------------------------------------------------------------------------------------------
 // Records
@@ -374,12 +377,16 @@ pub fn build_segments(plans: &[SegmentPlan]) -> Vec<Vec<u8>> {
 struct Expected {
     /// Whether `open` must accept the directory.
     opens: bool,
-    /// Valid records before the first damage, by key: (id, value).
+    /// Valid records before the first damage that are not void, by key: (id, value).
     entries: BTreeMap<u64, (Option<Vec<u8>>, Vec<u8>)>,
+    /// Valid records before the first damage that a cut made void.
+    void: u64,
     /// Where the last segment must be cut, if it is damaged.
     cut_at: Option<u64>,
     /// The last segment's length after `open`.
     last_len: u64,
+    /// Where the records end after `open` (the last segment, and its records' end).
+    end: (u32, u64),
 }
 
 impl Expected {
@@ -392,12 +399,21 @@ impl Expected {
     }
 }
 
-fn expected(segments: &[Vec<u8>]) -> Expected {
+/// Whether the record with `key` at `position` is void under `cuts`: the rule as the docs
+/// state it, one cut at a time (not the store's implementation).
+fn void_under(cuts: &[CutMark], key: u64, position: (u32, u64)) -> bool {
+    cuts.iter()
+        .any(|c| key >= c.from_key && position < (c.segment, c.offset))
+}
+
+fn expected(segments: &[Vec<u8>], cuts: &[CutMark]) -> Expected {
     let mut want = Expected {
         opens: true,
         entries: BTreeMap::new(),
+        void: 0,
         cut_at: None,
         last_len: segment::HEADER_LEN,
+        end: (segments.len().max(1) as u32, segment::HEADER_LEN),
     };
     let refused = |mut w: Expected| {
         w.opens = false;
@@ -412,6 +428,7 @@ fn expected(segments: &[Vec<u8>]) -> Expected {
             // A last segment shorter than its header gets the header back.
             want.cut_at = Some(0);
             want.last_len = segment::HEADER_LEN;
+            want.end.1 = segment::HEADER_LEN;
             continue;
         };
         if segment::check_header(header, i as u32 + 1).is_err() {
@@ -422,6 +439,11 @@ fn expected(segments: &[Vec<u8>]) -> Expected {
         while offset < bytes.len() {
             match record::decode(&bytes[offset..]) {
                 RecordStatus::Valid(r) => {
+                    if void_under(cuts, r.key, (i as u32 + 1, offset as u64)) {
+                        want.void += 1;
+                        offset += r.encoded_len();
+                        continue;
+                    }
                     let content = (r.id.map(<[u8]>::to_vec), r.value.to_vec());
                     if want.entries.insert(r.key, content).is_some() {
                         // The same key twice is a hard error.
@@ -439,6 +461,7 @@ fn expected(segments: &[Vec<u8>]) -> Expected {
             if !last {
                 return refused(want);
             }
+            want.end.1 = offset as u64;
             if bytes[offset..].iter().all(|&b| b == 0) {
                 // Zeros after the last record of the last segment: room, kept as it is.
                 want.last_len = bytes.len() as u64;
@@ -447,19 +470,25 @@ fn expected(segments: &[Vec<u8>]) -> Expected {
             want.cut_at = Some(offset as u64);
         }
         want.last_len = offset as u64;
+        want.end.1 = offset as u64;
     }
     want
 }
 
-/// Writes `segments` as segment files 1, 2, … into `dir` (emptied first) and checks recovery:
+/// Writes `segments` as segment files 1, 2, … into `dir` (emptied first), and `cuts` as its
+/// `cuts` file unless there are none, and checks recovery:
 ///
 /// * `open` never panics; it refuses exactly the directories the recovery rule refuses, with
 ///   `StoreError::Corrupt`, changing no segment file; `check` agrees about all of it;
 /// * it cuts a damaged tail of the last segment at the first bad record, and nothing else;
-/// * it serves exactly the valid records with keys `1..=contiguous`, in order, with their
-///   content, and holds the rest aside;
-/// * the store it opens takes new writes, refuses to overwrite, and reopens clean.
-pub fn check_store(dir: &Path, segments: &[Vec<u8>]) {
+/// * it skips exactly the records void under the cuts: they are neither served nor held nor
+///   "stored twice";
+/// * it serves exactly the other valid records with keys `1..=contiguous`, in order, with
+///   their content, and holds the rest aside;
+/// * it moves every cut lying beyond the end of the records back to that end, in the file;
+/// * the store it opens takes new writes (which no cut voids), refuses to overwrite, and
+///   reopens clean.
+pub fn check_store(dir: &Path, segments: &[Vec<u8>], cuts: &[CutMark]) {
     if dir.exists() {
         fs::remove_dir_all(dir).expect("empty the test dir");
     }
@@ -470,7 +499,14 @@ pub fn check_store(dir: &Path, segments: &[Vec<u8>]) {
     for (path, bytes) in paths.iter().zip(segments) {
         fs::write(path, bytes).expect("write a segment file");
     }
-    let want = expected(segments);
+    if !cuts.is_empty() {
+        meta::write_cuts(dir, cuts).expect("write the cuts file");
+    }
+    let want = expected(segments, cuts);
+    let beyond_end = cuts
+        .iter()
+        .filter(|c| (c.segment, c.offset) > want.end)
+        .count();
     let contiguous = want.contiguous();
     let records = want.entries.len() as u64;
     let held_aside = want.entries.len() - contiguous as usize;
@@ -483,9 +519,15 @@ pub fn check_store(dir: &Path, segments: &[Vec<u8>]) {
     );
     if want.opens {
         assert_eq!(report.records, records, "check: {report}");
+        assert_eq!(report.void_records, want.void, "check: {report}");
         assert_eq!(report.contiguous_key, contiguous, "check: {report}");
         assert_eq!(report.held_aside, held_aside, "check: {report}");
-        assert_eq!(report.is_clean(), want.cut_at.is_none(), "check: {report}");
+        assert_eq!(report.cuts_beyond_end, beyond_end, "check: {report}");
+        assert_eq!(
+            report.is_clean(),
+            want.cut_at.is_none() && beyond_end == 0,
+            "check: {report}"
+        );
     }
     // check changes nothing.
     for (path, bytes) in paths.iter().zip(segments) {
@@ -517,8 +559,25 @@ pub fn check_store(dir: &Path, segments: &[Vec<u8>]) {
         "open accepted a directory it must refuse: {rep}"
     );
     assert_eq!(rep.records, records, "{rep}");
+    assert_eq!(rep.void_records, want.void, "{rep}");
     assert_eq!(rep.contiguous_key, contiguous, "{rep}");
     assert_eq!(rep.held_aside, held_aside, "{rep}");
+    assert_eq!(rep.cuts_clamped, beyond_end, "{rep}");
+    let clamped: Vec<CutMark> = cuts
+        .iter()
+        .map(|c| {
+            let mut c = *c;
+            if (c.segment, c.offset) > want.end {
+                (c.segment, c.offset) = want.end;
+            }
+            c
+        })
+        .collect();
+    assert_eq!(
+        meta::read_cuts(dir).expect("read the cuts back"),
+        clamped,
+        "the cuts file after open"
+    );
     assert_eq!(rep.created, segments.is_empty(), "{rep}");
     assert_eq!(
         rep.tail_cut.as_ref().map(|c| c.offset),
@@ -614,7 +673,13 @@ pub fn check_store(dir: &Path, segments: &[Vec<u8>]) {
 
     let (store, rep) = FileStore::open(dir, FileStoreOptions::default()).expect("reopen");
     assert!(rep.tail_cut.is_none(), "a second open cut again: {rep}");
+    assert_eq!(
+        rep.cuts_clamped, 0,
+        "a second open moved a cut again: {rep}"
+    );
+    // The record written after recovery lies after every (clamped) cut: not void.
     assert_eq!(rep.records, records + 1, "{rep}");
+    assert_eq!(rep.void_records, want.void, "{rep}");
     assert_eq!(store.contiguous_key(), after_put, "{rep}");
     assert_eq!(store.read(next.key, 1, 1 << 20).expect("read"), vec![next]);
     drop(store);

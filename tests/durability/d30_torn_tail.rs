@@ -279,18 +279,20 @@ async fn d30_master_that_lost_replicated_keys_never_acknowledges_a_message_no_se
     }
     let (r, _) = w3.join(SECS(30)).await;
 
-    // Assert: if it was acknowledged by three nodes, three nodes hold it under its key.
-    if r.status == 201 {
-        let key = r.json["key"].as_u64().unwrap() as usize;
-        for i in 0..=2 {
-            let log = c.values(i).await;
-            assert_eq!(
-                log.get(key - 1).map(String::as_str),
-                Some("new"),
-                "201 w=3 for key {key}, but {} holds {:?} there",
-                c.nodes[i].name,
-                log.get(key - 1)
-            );
-        }
+    // Assert: it is acknowledged (201: the master was read-write when it was sent, so only a
+    // shutdown could refuse it, and without `timeout_ms` it waits for both restarted
+    // secondaries), by three nodes that hold it under its key.
+    assert_eq!(r.status, 201, "the w=3 append: {}", r.text);
+    assert_eq!(r.json["acks"], 3, "{}", r.text);
+    let key = r.json["key"].as_u64().expect("key") as usize;
+    for i in 0..=2 {
+        let log = c.values(i).await;
+        assert_eq!(
+            log.get(key - 1).map(String::as_str),
+            Some("new"),
+            "201 w=3 for key {key}, but {} holds {:?} there",
+            c.nodes[i].name,
+            log.get(key - 1)
+        );
     }
 }

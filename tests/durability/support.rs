@@ -71,9 +71,13 @@ pub async fn wait_output_line(
     find().expect("the line is there")
 }
 
-/// Node `i`'s `/health` field `field` as a number (0 when absent).
+/// Node `i`'s `/health` field `field` as a number; panics when it is absent (a renamed field
+/// must not read as 0).
 pub async fn health_u64(c: &TestCluster, i: usize, field: &str) -> u64 {
-    c.health(i).await[field].as_u64().unwrap_or(0)
+    let h = c.health(i).await;
+    h[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}'s /health has no number {field:?}: {h}", c.nodes[i].name))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -96,6 +96,46 @@ where
     }
 }
 
+/// How many connections to local `port` hold received bytes not yet read by the process
+/// listening there (`/proc/net/tcp`, `tcp6`: the server side, established, `rx_queue` > 0).
+/// A stopped (SIGSTOP) node's kernel still accepts connections and buffers requests for it:
+/// this tells a test when requests sent to a stopped node have arrived, before resuming it.
+pub fn buffered_requests(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address, rem_address, st, tx_queue:rx_queue, ...
+            cols.len() > 4
+                && cols[1].ends_with(&local)
+                && cols[3] == "01"
+                && cols[4]
+                    .split(':')
+                    .nth(1)
+                    .and_then(|rx| u64::from_str_radix(rx, 16).ok())
+                    .is_some_and(|rx| rx > 0)
+        })
+        .count()
+}
+
+/// Waits until `n` requests sent to node at `url` (stopped, say) are in its socket buffers.
+pub async fn wait_buffered_requests(url: &str, n: usize, timeout: Duration) {
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("a port in the node's URL");
+    wait_until(
+        &format!("{n} requests buffered for the node on port {port}"),
+        timeout,
+        || async { buffered_requests(port) >= n },
+    )
+    .await;
+}
+
 /// Removes `REPLOG_*` and `RUST_LOG` from a child's environment, so settings in the test
 /// runner's environment never leak into the nodes (tests set what they need explicitly).
 pub fn clean_env(cmd: &mut Command) {
@@ -231,6 +271,45 @@ impl Drop for Node {
     }
 }
 
+/// Settings that keep a test node's log on disk (`storage.engine = "disk"`): a killed node
+/// restarts with its data.
+pub fn on_disk() -> toml::Table {
+    toml::toml! {
+        [storage]
+        engine = "disk"
+    }
+}
+
+/// The newest segment file of a node's data directory.
+pub fn newest_segment(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("data dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .max()
+        .expect("a segment")
+}
+
+/// The length of the newest segment of `dir` now (the end of the last record written).
+pub fn newest_segment_len(dir: &Path) -> u64 {
+    std::fs::metadata(newest_segment(dir))
+        .expect("metadata")
+        .len()
+}
+
+/// What a power loss does to writes not yet fsynced: the newest segment of `dir` keeps only
+/// its first `len` bytes (its node must be stopped).
+pub fn power_loss_back_to(dir: &Path, len: u64) {
+    let seg = newest_segment(dir);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open segment");
+    let now = f.metadata().expect("metadata").len();
+    assert!(now > len, "{} holds more than {len} bytes", seg.display());
+    f.set_len(len).expect("cut");
+}
+
 /// Settings every test node gets unless a test overrides them (TOML, merged per section).
 pub fn base_settings() -> toml::Table {
     toml::toml! {
@@ -273,9 +352,18 @@ pub struct ClusterBuilder {
     master: toml::Table,
     secondary: toml::Table,
     start: Option<Vec<usize>>,
+    /// Failover on: every node a member (`[failover]`).
+    failover: bool,
 }
 
 impl ClusterBuilder {
+    /// Failover on (`[failover] enabled`, every node a member): node 0 is the master at the
+    /// first start; after that the cluster elects one (`TestCluster::wait_master`).
+    pub fn failover(mut self) -> Self {
+        self.failover = true;
+        self
+    }
+
     /// Settings for every node (merged over [`base_settings`]).
     pub fn with(mut self, t: toml::Table) -> Self {
         merge(&mut self.all, &t);
@@ -323,6 +411,27 @@ impl ClusterBuilder {
                 file = (log.display().to_string())
             };
             merge(&mut t, &node);
+            if self.failover {
+                let members: Vec<toml::Value> = (0..=self.secondaries)
+                    .map(|j| {
+                        let name = if j == 0 {
+                            "master".to_string()
+                        } else {
+                            format!("secondary{j}")
+                        };
+                        toml::Value::Table(toml::toml! {
+                            name = name
+                            url = (format!("http://127.0.0.1:{}", ports[j]))
+                        })
+                    })
+                    .collect();
+                let mut f = toml::Table::new();
+                f.insert("enabled".into(), toml::Value::Boolean(true));
+                f.insert("members".into(), toml::Value::Array(members));
+                let mut wrap = toml::Table::new();
+                wrap.insert("failover".into(), toml::Value::Table(f));
+                merge(&mut t, &wrap);
+            }
             if i == 0 {
                 let secondaries: Vec<toml::Value> = (1..=self.secondaries)
                     .map(|j| {
@@ -383,6 +492,10 @@ impl ClusterBuilder {
             c.wait_status(&name, "healthy", Duration::from_secs(10))
                 .await;
         }
+        // With failover, it also took office (a majority holds the record of its epoch).
+        if self.failover {
+            c.wait_mode("read-write", Duration::from_secs(10)).await;
+        }
         c
     }
 }
@@ -403,12 +516,18 @@ impl TestCluster {
             master: toml::Table::new(),
             secondary: toml::Table::new(),
             start: None,
+            failover: false,
         }
     }
 
     /// A master and `n` secondaries with the test defaults, all started.
     pub async fn start(n: usize) -> TestCluster {
         Self::builder(n).start().await
+    }
+
+    /// Node `i`'s `data_dir` (at `<tempdir>/data/<name>`).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir().join("data").join(&self.nodes[i].name)
     }
 
     pub fn dir(&self) -> &Path {
@@ -499,6 +618,22 @@ impl TestCluster {
             .json()
             .await
             .expect("JSON")
+    }
+
+    /// The epoch headers of a replication request that node `i` takes without reconciling
+    /// anything: its own epoch and history (see `docs/log-matching.md`).
+    pub async fn own_epoch_headers(&self, i: usize) -> [(&'static str, String); 2] {
+        let h = self.health(i).await;
+        let pairs: Vec<String> = h["epochs"]
+            .as_array()
+            .expect("epochs in /health")
+            .iter()
+            .map(|p| format!("{}:{}", p[0], p[1]))
+            .collect();
+        [
+            ("x-replog-epoch", h["epoch"].to_string()),
+            ("x-replog-epochs", pairs.join(",")),
+        ]
     }
 
     /// The master's view of secondary `name`.
@@ -638,6 +773,37 @@ impl TestCluster {
     /// Starts appending `value` with write concern `w` in the background.
     pub fn spawn_append(&self, value: &str, w: u64) -> Pending {
         self.spawn_post(json!({"value": value, "write_concern": w}))
+    }
+
+    /// Failover: waits until a running node other than those in `not` is the master (its
+    /// `/health` says so, and it took office: a w=1 append would be taken), and returns it.
+    pub async fn wait_master(&self, not: &[usize], timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for i in 0..self.nodes.len() {
+                if not.contains(&i) || !self.nodes[i].is_running() || self.nodes[i].paused {
+                    continue;
+                }
+                let r = self
+                    .client
+                    .get(format!("{}/health", self.url(i)))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+                if let Ok(r) = r
+                    && let Ok(h) = r.json::<Value>().await
+                    && h["role"] == "master"
+                    && h["mode"] == "read-write"
+                {
+                    return i;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no master elected within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The master's `last_key`.

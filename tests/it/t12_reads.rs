@@ -48,6 +48,19 @@ async fn t12_from_and_limit_on_every_node() {
     }
 }
 
+/// How soon after its key is appended a long poll must answer. A woken poll answers within
+/// milliseconds; this leaves a loaded 2-core machine seconds (15 heartbeat intervals of the
+/// test cluster), and is far inside the polls' `wait_ms` (30 s): a poll that is not woken and
+/// only answers at its deadline fails.
+pub const WAKE: Duration = Duration::from_secs(3);
+
+/// `GET path` on node `i` for a long poll: the client waits 40 s, past any `wait_ms` the
+/// tests use (30 s), so a poll that only answers at its deadline shows as such.
+pub fn long_poll(c: &TestCluster, i: usize, path: &str) -> reqwest::RequestBuilder {
+    c.req(reqwest::Method::GET, i, path)
+        .timeout(Duration::from_secs(40))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t12_long_poll_answers_when_the_message_arrives_or_empty_after_wait_ms() {
     // Arrange
@@ -57,12 +70,11 @@ async fn t12_long_poll_answers_when_the_message_arrives_or_empty_after_wait_ms()
     // Act: long polls for key 2 on the master and on a secondary.
     let mut polls = Vec::new();
     for node in [0, 1] {
-        let rb = c.req(reqwest::Method::GET, node, "/messages?from=2&wait_ms=30000");
+        let rb = long_poll(&c, node, "/messages?from=2&wait_ms=30000");
         polls.push(tokio::spawn(async move {
-            let started = Instant::now();
             let r = rb.send().await.expect("GET");
             let v: Value = r.json().await.expect("JSON");
-            (v, started.elapsed())
+            (v, Instant::now())
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -71,15 +83,18 @@ async fn t12_long_poll_answers_when_the_message_arrives_or_empty_after_wait_ms()
         "a long poll waits while there is nothing at `from`"
     );
     assert_eq!(c.append("m2", 3).await, 2);
+    // w=3: every node holds key 2 now.
+    let appended = Instant::now();
 
-    // Assert: both answer with the new message, long before their 30 s are over.
+    // Assert: both answer with the new message as it arrives, not at their wait_ms.
     for p in polls {
-        let (v, took) = tokio::time::timeout(Duration::from_secs(20), p)
+        let (v, answered) = tokio::time::timeout(Duration::from_secs(40), p)
             .await
-            .expect("the long poll answers once the message arrives")
+            .expect("the long poll answers")
             .expect("task");
         assert_eq!(v, serde_json::json!([{"key": 2, "value": "m2"}]));
-        assert!(took < Duration::from_secs(20), "took {took:?}");
+        let took = answered.saturating_duration_since(appended);
+        assert!(took < WAKE, "answered {took:?} after key 2 was appended");
     }
 
     // Nothing arrives: an empty array after about wait_ms.
@@ -89,12 +104,20 @@ async fn t12_long_poll_answers_when_the_message_arrives_or_empty_after_wait_ms()
     assert_eq!(r.json, serde_json::json!([]));
     assert!(started.elapsed() >= Duration::from_millis(450));
 
-    // Read your own write on a secondary: from = the key the append returned.
+    // Read your own write on a secondary: from = the key the append returned, answered as
+    // the key lands there (w=1: replicated at once), not at wait_ms.
     let key = c.append("mine", 1).await;
+    let appended = Instant::now();
     let r = c
-        .get(2, &format!("/messages?from={key}&wait_ms=20000"))
+        .send(long_poll(
+            &c,
+            2,
+            &format!("/messages?from={key}&wait_ms=30000"),
+        ))
         .await;
     assert_eq!(r.json, serde_json::json!([{"key": key, "value": "mine"}]));
+    let took = appended.elapsed();
+    assert!(took < WAKE, "answered {took:?} after the append");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -344,7 +344,7 @@ async fn t60_unknown_paths_are_404_and_wrong_methods_405_as_json() {
         (Method::GET, 0, "/nope"),
         (Method::POST, 0, "/messages/1"),
         (Method::GET, 1, "/nope"),
-        (Method::GET, 0, "/"),
+        (Method::GET, 0, "/index.html"),
         (Method::POST, 0, "/delay"),
         (Method::GET, 0, "/fault"),
     ] {
@@ -363,6 +363,9 @@ async fn t60_unknown_paths_are_404_and_wrong_methods_405_as_json() {
         (Method::PUT, 1, "/replicate"),
         (Method::GET, 1, "/delay"),
         (Method::PUT, 1, "/heartbeat"),
+        // `GET /` is the cluster page (SPEC §12), `GET /events` its stream: nothing else.
+        (Method::POST, 0, "/"),
+        (Method::POST, 1, "/events"),
     ] {
         let r = c
             .send(
@@ -387,11 +390,15 @@ async fn t60_bad_replication_requests_are_refused() {
     // The same identity with its first hex digit changed.
     let first = if log_id.starts_with('0') { "1" } else { "0" };
     let other_id = format!("{first}{}", &log_id[1..]);
+    let epochs = c.own_epoch_headers(1).await;
     let post = |body: Vec<u8>, id: Option<&str>| {
         let mut rb = c
             .req(Method::POST, 1, "/replicate")
             .header("content-type", "application/octet-stream")
             .body(body);
+        for (name, value) in &epochs {
+            rb = rb.header(*name, value);
+        }
         if let Some(id) = id {
             rb = rb.header("x-replog-log-id", id);
         }
@@ -427,6 +434,40 @@ async fn t60_bad_replication_requests_are_refused() {
     // A batch that would overwrite key 1.
     let r = post(batch(&[(1, "other")]), Some(&log_id)).await;
     refused(&c, &before, r, 409, "batch overwriting key 1").await;
+    // Epoch headers missing, malformed, naming an epoch above the sender's own, or older than
+    // the epoch secondary1 accepted (the master's is 1).
+    let with_epochs = |epoch: Option<&str>, epochs: Option<&str>| {
+        let mut rb = c
+            .req(Method::POST, 1, "/replicate")
+            .header("content-type", "application/octet-stream")
+            .header("x-replog-log-id", &log_id)
+            .body(batch(&[(2, "x")]));
+        if let Some(e) = epoch {
+            rb = rb.header("x-replog-epoch", e);
+        }
+        if let Some(h) = epochs {
+            rb = rb.header("x-replog-epochs", h);
+        }
+        c.send(rb)
+    };
+    for (epoch, epochs, status, what) in [
+        (None, None, 400, "no epoch headers"),
+        (Some("1"), None, 400, "no epoch history"),
+        (None, Some("1:1"), 400, "no epoch"),
+        (Some("x"), Some("1:1"), 400, "a malformed epoch"),
+        (Some("2"), Some("2:5,1:9"), 400, "a history going backwards"),
+        (Some("2"), Some("1:1,3:5"), 400, "a history above the epoch"),
+        (Some("1"), Some("1;1"), 400, "a malformed history"),
+        (
+            Some("0"),
+            Some(""),
+            409,
+            "an epoch older than the one it accepted",
+        ),
+    ] {
+        let r = with_epochs(epoch, epochs).await;
+        refused(&c, &before, r, status, &format!("batch with {what}")).await;
+    }
 
     // The master's replication is unharmed.
     assert_eq!(c.append("b", 3).await, 2);

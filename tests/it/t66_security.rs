@@ -43,14 +43,23 @@ async fn guarded_operations(c: &TestCluster) -> Vec<(Method, String)> {
     out
 }
 
-/// A request to `method path` on node `i` that would succeed with the token.
-fn request(c: &TestCluster, log_id: &str, method: &Method, path: &str) -> reqwest::RequestBuilder {
-    let rb = c.req(method.clone(), 1, path);
+/// A request to `method path` on node `i` that would succeed with the token; `replicate`: the
+/// log id and epoch headers of a replication request.
+fn request(
+    c: &TestCluster,
+    replicate: &[(&'static str, String)],
+    method: &Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let mut rb = c.req(method.clone(), 1, path);
     match (method.as_str(), path) {
         ("PUT", "/message") => rb.json(&json!({"key": 1, "value": "a"})),
-        ("POST", "/replicate") => rb
-            .header("x-replog-log-id", log_id)
-            .body(batch(&[(1, "a")])),
+        ("POST", "/replicate") => {
+            for (name, value) in replicate {
+                rb = rb.header(*name, value);
+            }
+            rb.body(batch(&[(1, "a")]))
+        }
         ("GET", "/replicate") => c.req(method.clone(), 1, "/replicate?from=1"),
         ("POST", "/delay") => rb.json(&json!({"value": 0})),
         ("POST", "/fault") => rb.json(&json!({"error_rate": 0.0})),
@@ -75,7 +84,15 @@ async fn t66_every_internal_and_test_endpoint_needs_the_token_and_the_cluster_re
     c.wait_converged(&["a".to_string()], Duration::from_secs(10))
         .await;
     let log_id = c.health(0).await["log_id"].as_str().unwrap().to_string();
-    let ops = guarded_operations(&c).await;
+    let mut replicate = vec![("x-replog-log-id", log_id)];
+    replicate.extend(c.own_epoch_headers(1).await);
+    // POST /vote answers 404 while failover is off, before the token is looked at (as
+    // /delay does with fault injection off); its token is tested with failover on (t92).
+    let ops: Vec<_> = guarded_operations(&c)
+        .await
+        .into_iter()
+        .filter(|(_, p)| p != "/vote")
+        .collect();
     assert_eq!(
         ops.len(),
         6,
@@ -95,7 +112,7 @@ async fn t66_every_internal_and_test_endpoint_needs_the_token_and_the_cluster_re
     ];
     for (method, path) in &ops {
         for auth in &wrong {
-            let mut rb = request(&c, &log_id, method, path);
+            let mut rb = request(&c, &replicate, method, path);
             if let Some(a) = auth {
                 rb = rb.header("authorization", a);
             }
@@ -113,7 +130,7 @@ async fn t66_every_internal_and_test_endpoint_needs_the_token_and_the_cluster_re
     for (method, path) in &ops {
         let r = c
             .send(
-                request(&c, &log_id, method, path)
+                request(&c, &replicate, method, path)
                     .header("authorization", format!("bearer {TOKEN}")),
             )
             .await;
@@ -219,8 +236,9 @@ async fn t66_a_client_trickling_its_headers_is_disconnected_while_others_are_ser
         closed,
         "the connection stayed open for the whole header ({after:?})"
     );
+    // Cut at its 1 s, give or take a loaded machine's seconds: not at some later bound.
     assert!(
-        after < Duration::from_secs(15),
+        after < Duration::from_secs(1 + 3),
         "closed only after {after:?}"
     );
     assert_eq!(c.get(0, "/health").await.status, 200);
@@ -306,12 +324,13 @@ async fn t66_oversize_bodies_and_headers_and_slow_bodies_get_clear_answers_and_c
 
 /// Resident memory of `pid`, in KiB.
 fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status: {status}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,6 +338,10 @@ async fn t66_a_connection_flood_beyond_the_cap_is_refused_and_the_node_serves_ag
     // Arrange: a master alone, 16 connections at most.
     const CAP: usize = 16;
     const FLOOD: usize = 400;
+    // Each flooding connection sends this much of a request head, never its end: a node that
+    // kept the connections would hold every head (6.25 MiB), in buffers that grow to more
+    // (a node without the cap: about 20 MiB).
+    const HEAD: usize = 16 << 10;
     let c = TestCluster::builder(0)
         .with(toml::toml! {
             [limits]
@@ -346,7 +369,8 @@ async fn t66_a_connection_flood_beyond_the_cap_is_refused_and_the_node_serves_ag
     .await;
     let rss_before = rss_kib(pid);
 
-    // Act: CAP idle connections take every slot, then FLOOD more arrive.
+    // Act: CAP idle connections take every slot, then FLOOD more arrive, each with the start
+    // of a request head.
     let mut idle = Vec::new();
     for _ in 0..CAP {
         idle.push(connect(port).await);
@@ -360,34 +384,51 @@ async fn t66_a_connection_flood_beyond_the_cap_is_refused_and_the_node_serves_ag
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("limits.max_connections"), "{text}");
 
+    let mut head = b"GET /health HTTP/1.1\r\nx-pad: ".to_vec();
+    head.resize(HEAD, b'p');
     let mut flood = Vec::new();
     for _ in 0..FLOOD {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => flood.push(s),
-            Err(_) => break,
-        }
+        let mut s = connect(port).await;
+        // The node may have refused and closed it already (then this fails, or the node
+        // resets the connection): either is a refusal, checked below.
+        s.write_all(&head).await.ok();
+        flood.push(s);
     }
+    // A client sending a whole request meanwhile gets a clear answer too. It connects after
+    // the flood: once it is answered, the node has taken every flooding connection.
+    let mut client = connect(port).await;
+    client
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("send a request");
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_to_close(&mut client))
+        .await
+        .expect("a client is answered during the flood");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("limits.max_connections"), "{text}");
+
+    // Assert: bounded. While every flooding connection is still open on this side, the node
+    // holds next to nothing for them: less than their heads alone.
+    let rss_during = rss_kib(pid);
+    assert!(
+        rss_during < rss_before + 4 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_during} KiB during a flood of {FLOOD} connections"
+    );
     // Every one of them is closed by the node (503 or a reset), none is kept.
-    for s in &mut flood {
-        let answer = tokio::time::timeout(Duration::from_secs(10), read_to_close(s))
-            .await
-            .expect("a flooding connection is closed");
+    let answers = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::future::join_all(flood.iter_mut().map(read_to_close)),
+    )
+    .await
+    .expect("every flooding connection is closed by the node");
+    for answer in answers {
         let text = String::from_utf8_lossy(&answer);
         assert!(
             text.is_empty() || text.starts_with("HTTP/1.1 503"),
             "{text}"
         );
     }
-    // A normal client meanwhile gets a clear answer too.
-    let r = reqwest::Client::new()
-        .get(format!("{}/health", c.master_url()))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    if let Ok(r) = r {
-        assert_eq!(r.status(), 503);
-    }
-    let rss_during = rss_kib(pid);
 
     // The flood ends: the node serves again.
     drop(idle);
@@ -408,12 +449,6 @@ async fn t66_a_connection_flood_beyond_the_cap_is_refused_and_the_node_serves_ag
     assert_eq!(c.append("b", 1).await, 2);
     let h: Value = c.health(0).await;
     assert_eq!(h["last_key"], 2);
-    // Bounded: a flood that is refused costs no memory per connection (a generous bound,
-    // far below what FLOOD tasks with their buffers would take).
-    assert!(
-        rss_during < rss_before + 64 * 1024,
-        "RSS grew from {rss_before} KiB to {rss_during} KiB"
-    );
     c.wait_log_line(&["limits.max_connections"], Duration::from_secs(10))
         .await;
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::helpers::{TestCluster, reserve_ports, run_cli};
+use crate::t12_reads::WAKE;
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -208,6 +209,12 @@ async fn t80_errors_from_the_cluster_are_one_line_and_exit_1_usage_errors_exit_2
             "{args:?}: {err}"
         );
     }
+    // The compose healthchecks: `status --json` against one secondary prints its own
+    // /health and exits 0 (a secondary is healthy without being the master).
+    let o = run_cli(&["status", "--json", "--master", &c.url(1)]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["role"], "secondary");
     // A bad command line: clap's usage error, exit 2.
     let o = run_cli(&["append"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -229,12 +236,18 @@ async fn t80_read_follow_prints_messages_as_they_arrive() {
     let mut child = cmd.spawn().expect("replog read --follow");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
 
-    // Act + assert: each append shows up as a line, in order.
+    // Act + assert: each append shows up as a line, in order; once the follower runs (its
+    // first line), within WAKE of the append, not at its long poll's deadline.
     for i in 1..=3u64 {
         c.append(&format!("m{i}"), 1).await;
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        let within = if i == 1 {
+            Duration::from_secs(15)
+        } else {
+            WAKE
+        };
+        let line = tokio::time::timeout(within, lines.next_line())
             .await
-            .expect("a line within 15 s")
+            .unwrap_or_else(|_| panic!("line {i} within {within:?} of its append"))
             .expect("read")
             .expect("the follower is still running");
         assert_eq!(line, format!("{i}\tm{i}"));
@@ -309,4 +322,193 @@ async fn t80_bench_counts_created_appends_and_reports_refusals_as_errors() {
         Some(last_key),
         "refused appends changed nothing"
     );
+}
+
+/// Issue 13, as a new user tries it: `replog cluster --failover` is up with a master in office
+/// (the first append is taken, not answered 503); kill -9 the master's PID (printed by the
+/// command): another node is master in a later epoch and an append through every URL works;
+/// the command prints how to start the killed node again, and that line brings it back as a
+/// secondary that catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_cluster_failover_survives_the_masters_kill_and_prints_how_to_restart_it() {
+    use std::process::Stdio;
+    // Arrange
+    let Cluster {
+        child: mut cluster,
+        base,
+        work,
+        out_path,
+    } = cluster(&["--failover"]).await;
+    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let urls = (0..3)
+        .map(|i| format!("http://127.0.0.1:{}", base + i))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // Act + assert: the first append is taken at once.
+    let o = run_cli(&["append", "one", "-w", "majority", "--master", &urls]).await;
+    assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    let o = run_cli(&["status", "--json", "--master", &urls]).await;
+    let h: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    let (first, epoch) = (h["name"].clone(), h["epoch"].as_u64().expect("epoch"));
+    let pid: i32 = read()
+        .lines()
+        .find(|l| l.trim_start().starts_with(first.as_str().expect("name")) && l.contains("pid "))
+        .and_then(|l| l.rsplit("pid ").next())
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the master's pid in the output");
+    // SAFETY: kill(2) on the pid of a node of the cluster this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+
+    // Another node becomes master in a later epoch; appends through every URL work.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let h = loop {
+        let o = run_cli(&["status", "--json", "--master", &urls]).await;
+        if let Ok(h) = serde_json::from_str::<serde_json::Value>(stdout(&o).trim())
+            && h["mode"] == "read-write"
+            && h["name"] != first
+        {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new master");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(h["epoch"].as_u64().expect("epoch") > epoch, "{h}");
+    let o = run_cli(&["append", "two", "-w", "majority", "--master", &urls]).await;
+    assert_eq!(stdout(&o), "2\n", "{}", stderr(&o));
+
+    // The command says how to start the killed node again; that line brings it back as a
+    // secondary holding both messages.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(l) = read()
+            .lines()
+            .find_map(|l| l.split_once("to start it again (in another terminal): "))
+            .map(|(_, c)| c.to_string())
+        {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no restart line:\n{}",
+            read()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut restarted = tokio::process::Command::new("sh")
+        .current_dir(work.path())
+        .args(["-c", &format!("exec env {line}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sh");
+    let old = h["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == first))
+        .and_then(|n| n["url"].as_str())
+        .expect("the old master's url")
+        .to_string();
+    crate::helpers::wait_until(
+        "the old master back as a secondary holding keys 1-2",
+        Duration::from_secs(30),
+        || async {
+            let o = run_cli(&["status", "--json", "--master", &old]).await;
+            serde_json::from_str::<serde_json::Value>(stdout(&o).trim())
+                .is_ok_and(|h| h["role"] == "secondary" && h["contiguous_key"] == 2)
+        },
+    )
+    .await;
+    let _ = restarted.kill().await;
+    // SIGTERM, not SIGKILL: the command stops the nodes it started.
+    if let Some(pid) = cluster.id() {
+        // SAFETY: kill(2) on the pid of the command this test started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), cluster.wait()).await;
+}
+
+/// `replog cluster` killed outright (SIGKILL: no chance to stop anything) takes its nodes with
+/// it: the kernel signals each node when its parent dies, so no node is left holding a port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_cluster_killed_with_sigkill_leaves_no_node_running() {
+    // Arrange
+    let Cluster {
+        child: mut cluster,
+        base,
+        work: _work,
+        out_path,
+    } = cluster(&[]).await;
+    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let answers = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!((0..3).all(|i| answers(base + i)), "{}", read());
+
+    // Act
+    cluster.start_kill().expect("SIGKILL");
+    let _ = cluster.wait().await;
+
+    // Assert
+    crate::helpers::wait_until(
+        "every node of the killed command gone",
+        Duration::from_secs(15),
+        || async { (0..3).all(|i| !answers(base + i)) },
+    )
+    .await;
+}
+
+/// A `replog cluster` this test started, up (it printed "Ctrl-C stops all").
+struct Cluster {
+    child: tokio::process::Child,
+    /// The first of its three consecutive ports.
+    base: u16,
+    /// Its working directory (data and output), removed when dropped.
+    work: tempfile::TempDir,
+    /// Its stdout and stderr.
+    out_path: std::path::PathBuf,
+}
+
+/// Starts `replog cluster` with `extra` arguments on three consecutive free ports (the
+/// command's `--base-port` layout) and waits until it says it is up.
+async fn cluster(extra: &[&str]) -> Cluster {
+    use std::process::Stdio;
+    let base = loop {
+        let p: u16 = 20_000 + (rand::random::<u16>() % 12_000);
+        if (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            break p;
+        }
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let out_path = work.path().join("cluster.out");
+    let out = std::fs::File::create(&out_path).expect("output file");
+    let mut cmd = std::process::Command::new(crate::helpers::BIN);
+    crate::helpers::clean_env(&mut cmd);
+    let child = tokio::process::Command::from(cmd)
+        .current_dir(work.path())
+        .arg("cluster")
+        .args(extra)
+        .args(["--base-port", &base.to_string()])
+        .args(["--data-dir", "data", "--log-file", ""])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("replog cluster");
+    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !read().contains("Ctrl-C stops all") {
+        assert!(std::time::Instant::now() < deadline, "not up:\n{}", read());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Cluster {
+        child,
+        base,
+        work,
+        out_path,
+    }
 }

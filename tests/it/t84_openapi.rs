@@ -33,6 +33,14 @@ fn refs(v: &Value, out: &mut Vec<String>) {
 /// and 405 (unknown method) fallbacks counts.
 async fn routed(c: &TestCluster, i: usize, method: &str, path: &str) -> bool {
     let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    if (method, path) == ("GET", "/events") {
+        // An endless stream: its head tells, its body is never read.
+        let r = c.req(m, i, path).send().await.expect("request");
+        return r.status() == 200
+            && r.headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    }
     let r = c.send(c.req(m, i, path)).await;
     let error = r.json["error"].as_str().unwrap_or("");
     let fallback_404 = r.status == 404 && error.starts_with("no such endpoint");
@@ -124,6 +132,8 @@ async fn t84_openapi_json_is_valid_openapi_3_and_lists_every_route_of_both_roles
         ("GET", "/heartbeat"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        ("GET", "/"),
+        ("GET", "/events"),
         ("POST", "/replicate"),
         ("GET", "/replicate"),
         ("POST", "/delay"),

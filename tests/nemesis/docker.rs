@@ -3,6 +3,7 @@
 //!
 //! - pause: `docker pause` (the cgroup freezer: every thread stopped, like SIGSTOP);
 //! - kill: `docker kill -s KILL`, later `docker start` (same container, same data volume);
+//! - power loss: a kill, then the tail of the newest segment on the volume cut (below);
 //! - wipe: `docker kill -s KILL`, the container and its data volume removed, the service
 //!   created again by `compose up --no-deps` (a new, empty volume);
 //! - partition: `docker network disconnect` from the project network, later `docker network
@@ -17,8 +18,12 @@
 //!
 //! `e2e/docker-compose.nemesis.yml` gives the nodes the integration tests' timing (taken from
 //! `helpers::base_settings`, so the checker's timing rules hold for both backends), the
-//! schedule's fsync policy, and no restart policy (a killed node stays down until the
-//! nemesis starts it).
+//! schedule's fsync policy, the master's recovery wait (`run::RECOVERY_WAIT_MS`), and no
+//! restart policy (a killed node stays down until the nemesis starts it).
+//!
+//! A power loss (fsync `never` schedules) is `docker kill -s KILL`, then the newest segment
+//! of the data volume cut: the image has no shell, so the data dir is copied out of the
+//! stopped container (`docker cp`), the segment cut on the host and copied back over it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -150,15 +155,26 @@ pub struct DockerCluster {
     network: String,
     /// Whether the project may still have containers (cleared by [`DockerCluster::down`]).
     up: bool,
+    /// Failover on: any node may be the master.
+    failover: bool,
+}
+
+/// The member URL of node `i` (`services[i]`): its service name and the port it listens on in
+/// the compose files (8000 for the master, 8000 + i for secondary i).
+fn member_url(services: &[String], i: usize) -> String {
+    format!("http://{}:{}", services[i], 8000 + i)
 }
 
 impl DockerCluster {
     /// Starts a fresh cluster (`compose down -v` first, in case an earlier run left one) and
-    /// waits until the master is read-write with every secondary healthy.
+    /// waits until the master is read-write with every secondary healthy. `failover`: the
+    /// election timeout (ms) of a failover cluster (every node a member), `None` for a fixed
+    /// master.
     pub async fn start(
         env: &Env,
         secondaries: usize,
         fsync: &str,
+        failover: Option<u64>,
     ) -> Result<DockerCluster, String> {
         let mut files = vec![
             "docker-compose.yml",
@@ -178,10 +194,27 @@ impl DockerCluster {
                 ));
             }
         }
+        if failover.is_some() {
+            // The shipped override, then the nemesis's own (its member list and timing).
+            files.extend([
+                "docker-compose.failover.yml",
+                "e2e/docker-compose.nemesis-failover.yml",
+            ]);
+            if secondaries == 4 {
+                files.push("e2e/docker-compose.nemesis-failover-4.yml");
+            }
+        }
+        let services: Vec<String> = std::iter::once("master".to_string())
+            .chain((1..=secondaries).map(|i| format!("secondary{i}")))
+            .collect();
         let settings = crate::helpers::base_settings();
         let hb = &settings["heartbeat"];
         let rep = &settings["replication"];
-        let compose_env = vec![
+        let mut compose_env = vec![
+            (
+                "NEMESIS_RECOVERY_WAIT_MS".to_string(),
+                crate::run::RECOVERY_WAIT_MS.to_string(),
+            ),
             ("COMPOSE_PROJECT_NAME".to_string(), env.project.clone()),
             ("COMPOSE_FILE".to_string(), files.join(":")),
             ("E2E_IMAGE".to_string(), env.image.clone()),
@@ -211,9 +244,17 @@ impl DockerCluster {
                 rep["request_timeout_ms"].to_string(),
             ),
         ];
-        let services = std::iter::once("master".to_string())
-            .chain((1..=secondaries).map(|i| format!("secondary{i}")))
-            .collect();
+        if let Some(et_ms) = failover {
+            // Read by `e2e/docker-compose.nemesis-failover*.yml`.
+            let members = (0..=secondaries)
+                .map(|i| format!("{}={}", services[i], member_url(&services, i)))
+                .collect::<Vec<_>>()
+                .join(",");
+            compose_env.extend([
+                ("NEMESIS_FAILOVER_MEMBERS".to_string(), members),
+                ("NEMESIS_ELECTION_TIMEOUT_MS".to_string(), et_ms.to_string()),
+            ]);
+        }
         let mut c = DockerCluster {
             env: env.clone(),
             compose_env,
@@ -221,6 +262,7 @@ impl DockerCluster {
             ids: Vec::new(),
             network: String::new(),
             up: true,
+            failover: failover.is_some(),
         };
         c.compose(&["down", "-v", "--remove-orphans", "-t", "1"])
             .await?;
@@ -264,7 +306,9 @@ impl DockerCluster {
             .ok_or_else(|| format!("compose shows no container for {}", self.services[i]))
     }
 
-    /// The master read-write and every secondary healthy, within 90 s.
+    /// The master read-write and every secondary healthy, within 90 s. With failover the
+    /// master is whichever node says so (compose starts the secondaries first, and one of
+    /// them may win the first election), in office, with every other node healthy.
     async fn wait_ready(&self, secondaries: usize) -> Result<(), String> {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -272,22 +316,28 @@ impl DockerCluster {
             .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut last = String::new();
+        let candidates = if self.failover { secondaries + 1 } else { 1 };
         while Instant::now() < deadline {
-            let r = client
-                .get(format!("{}/health", self.url(0)))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if let Ok(r) = r
-                && let Ok(j) = r.json::<serde_json::Value>().await
-            {
-                let healthy = j["nodes"]
-                    .as_array()
-                    .map_or(0, |n| n.iter().filter(|n| n["status"] == "healthy").count());
-                if j["mode"] == "read-write" && healthy == secondaries {
-                    return Ok(());
+            for i in 0..candidates {
+                let r = client
+                    .get(format!("{}/health", self.url(i)))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+                if let Ok(r) = r
+                    && let Ok(j) = r.json::<serde_json::Value>().await
+                {
+                    let healthy = j["nodes"]
+                        .as_array()
+                        .map_or(0, |n| n.iter().filter(|n| n["status"] == "healthy").count());
+                    if j["role"] == "master" && j["mode"] == "read-write" && healthy == secondaries
+                    {
+                        return Ok(());
+                    }
+                    if i == 0 || j["role"] == "master" {
+                        last = j.to_string();
+                    }
                 }
-                last = j.to_string();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -337,6 +387,10 @@ impl Cluster for DockerCluster {
         format!("http://127.0.0.1:{}", self.env.ports[i])
     }
 
+    fn member_url(&self, i: usize) -> String {
+        member_url(&self.services, i)
+    }
+
     fn can_partition(&self) -> bool {
         true
     }
@@ -382,6 +436,33 @@ impl Cluster for DockerCluster {
         Ok(())
     }
 
+    async fn cut_tail(
+        &mut self,
+        i: usize,
+        choose: impl FnOnce(u64) -> u64,
+    ) -> Result<String, String> {
+        // The image has no shell: the data dir is copied out of the stopped container, the
+        // newest segment cut here, and copied back over the original.
+        let tmp = tempfile::tempdir().map_err(|e| format!("a temporary dir: {e}"))?;
+        let local = tmp.path().join("data");
+        let local_text = local.display().to_string();
+        self.docker(&["cp", &format!("{}:/data", self.ids[i]), &local_text])
+            .await?;
+        let (seg, text) = crate::cluster::cut_newest_segment(&local, choose)?;
+        if let Some(seg) = seg {
+            let name = seg
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            self.docker(&[
+                "cp",
+                &seg.display().to_string(),
+                &format!("{}:/data/{name}", self.ids[i]),
+            ])
+            .await?;
+        }
+        Ok(text)
+    }
+
     async fn partition(&mut self, i: usize) -> Result<(), String> {
         self.docker(&["network", "disconnect", &self.network, &self.ids[i]])
             .await
@@ -419,23 +500,56 @@ pub async fn run_schedule(env: &Env, seed: u64, dur: Duration) -> Report {
     let mut rng = Rng::fork(seed, 0);
     // The shipped compose files have 2 or 4 secondaries.
     let secondaries = *rng.pick(&[2usize, 2, 4]);
-    let fsync = *rng.pick(&["always", "interval", "never"]);
+    let fsync = crate::run::fsync_for(rng.pick::<&str>(&["always", "interval", "never"]));
     let setup = Setup::new(
         seed,
         dur,
         started,
         secondaries,
-        format!("docker, {secondaries} secondaries, fsync {fsync}"),
+        fsync,
+        "docker, ",
         format!(
             "E2E_PHASES=8 E2E_IP_CHANGE=0 NEMESIS_SEED={seed} NEMESIS_SECS={} bash e2e/run.sh",
             dur.as_secs_f64()
         ),
     );
-    let mut cluster = match DockerCluster::start(env, secondaries, fsync).await {
+    let mut cluster = match DockerCluster::start(env, secondaries, fsync, None).await {
         Ok(c) => c,
         Err(e) => return Report::failed_to_start(setup, e),
     };
     let mut report = run_on(&mut cluster, rng, setup).await;
+    if let Err(e) = cluster.down().await {
+        report
+            .violations
+            .push(format!("the cluster could not be removed: {e}"));
+    }
+    report
+}
+
+/// Runs failover schedule `seed` for `dur` on a fresh compose cluster of members
+/// (`failover::run_on`: the draws of the process schedule of that seed, and master partitions
+/// besides), heals, checks, removes it.
+pub async fn run_failover_schedule(env: &Env, seed: u64, dur: Duration) -> Report {
+    let started = Instant::now();
+    let mut rng = Rng::fork(seed, crate::failover::STREAM);
+    // The shipped compose files have 2 or 4 secondaries, as the failover draws.
+    let (secondaries, fsync, et_ms) = crate::failover::draw_shape(&mut rng);
+    let setup = crate::failover::setup(
+        seed,
+        dur,
+        started,
+        (secondaries, fsync, et_ms),
+        "docker, ",
+        format!(
+            "E2E_PHASES=8 E2E_IP_CHANGE=0 NEMESIS_FAILOVER=1 NEMESIS_SEED={seed} NEMESIS_SECS={} bash e2e/run.sh",
+            dur.as_secs_f64()
+        ),
+    );
+    let mut cluster = match DockerCluster::start(env, secondaries, fsync, Some(et_ms)).await {
+        Ok(c) => c,
+        Err(e) => return Report::failed_to_start(setup, e),
+    };
+    let mut report = crate::failover::run_on(&mut cluster, rng, setup, et_ms as f64 / 1000.0).await;
     if let Err(e) = cluster.down().await {
         report
             .violations

@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 
 use bytes::Bytes;
-use replog::log::Entry;
-use replog::log::record::{self, Record};
-use replog::log::segment;
+use replog::domain::Entry;
+use replog::storage::record::{self, Record};
+use replog::storage::segment;
 use replog::protocol;
 
 fn main() -> std::io::Result<()> {
