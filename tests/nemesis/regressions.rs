@@ -179,6 +179,10 @@ async fn nemesis_docker_seed_18_replication_after_a_partition_uses_fresh_connect
     c.wait_up(0).await;
     c.wait_status("secondary1", "healthy", Duration::from_secs(15))
         .await;
+    // Restarted after kill -9, the master first checks its log's end against its
+    // secondaries (503 "recovering" until then); hearing secondary1's heartbeat does not
+    // mean that check is done.
+    c.wait_mode("read-write", Duration::from_secs(15)).await;
     for i in 0..3 {
         c.append(&format!("before-{i}"), 3).await;
     }
