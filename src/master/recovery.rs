@@ -338,7 +338,7 @@ mod tests {
                 fsync_interval: Duration::from_millis(100),
                 event_lines_per_s: 0,
                 dedup_window: None,
-                keep_unclean_until: None,
+                keep_unclean: None,
                 master: Some(crate::storage::writer::MasterWrites {
                     on_held: tracker.master_holds(),
                     epoch: Some(2),

@@ -10,9 +10,14 @@
 //! majority answered a heartbeat sent within `lease`), the taking of office (a majority holds
 //! the record of its epoch), and any sign of a higher epoch, upon which it steps down at once.
 //!
-//! Names of the model (`tests/model/`): `PreVote`, `Stand`, `Vote`, `TakeOffice`, `StepDown`,
-//! `Lease`.
+//! A node back from an unclean stop with a log not fsynced on every write *holds back*
+//! (rule 9, [`Hold`]): it surveys the members' logs ([`survey`]) and, until it has caught up
+//! with a master, votes and stands only for a log at least as complete as the best it heard.
+//!
+//! Names of the model (`tests/failover_model.rs`): `PreVote`, `Stand`, `Vote`, `TakeOffice`,
+//! `StepDown`, `Lease`, `Survey`, `HoldTimeEnds`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,9 +28,46 @@ use tokio::time::Instant;
 
 use super::{MasterState, Node};
 use crate::config::SecondaryRef;
+use crate::domain::epoch::History;
 use crate::master::peer::Peer;
-use crate::protocol::{MasterRef, VoteBody, VoteReply};
+use crate::protocol::{Heartbeat, MasterRef, VoteBody, VoteReply};
 use crate::storage::writer::VoteRequest;
+
+/// A log as an election ranks it (rule 3): the epoch whose record it holds, and its contiguous
+/// key below any key a script stored. Compared lexicographically.
+pub type Completeness = (u64, u64);
+
+/// Rule 3's rank of a log with `history`, holding every key up to `contiguous`, vouching for
+/// its keys below `vouched_below` (see `Epochs::vouched_below`).
+pub fn rank(history: &History, contiguous: u64, vouched_below: Option<u64>) -> Completeness {
+    let vouched = vouched_below.map_or(u64::MAX, |k| k.saturating_sub(1));
+    let held = contiguous.min(vouched);
+    // Not the history's last epoch: the one whose record this log holds (`held_epoch`).
+    (history.held_epoch(held), held)
+}
+
+/// Rule 9: this node came back from an unclean stop with a log not fsynced on every write,
+/// and holds back (see [`Failover::new`]).
+pub struct Hold {
+    /// The end of the first wait (`master.recovery_wait_ms` after the start), during which it
+    /// neither stands nor votes.
+    pub until: Instant,
+    /// Set until the node has caught up with a master ([`Failover::check_caught_up`]). Shared
+    /// with the writer: a stop while it is set is recorded as unclean.
+    pub holding: Arc<AtomicBool>,
+    /// The epoch the node came back in (its `epochs` file at start).
+    pub came_back_in: u64,
+}
+
+/// What a held node learnt from the members' `/heartbeat` ([`survey`]).
+#[derive(Default)]
+struct Survey {
+    /// Per member: the completeness of its log as its last answer showed it, and when.
+    heard: HashMap<String, (Completeness, Instant)>,
+    /// The most complete log a member showed while answering as the master of an epoch at
+    /// least [`Hold::came_back_in`]: once this node's log is as complete, it has caught up.
+    target: Option<Completeness>,
+}
 
 /// The master of the current epoch as this node knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +109,14 @@ pub struct Failover {
     /// The fingerprint of `members` (`protocol::members_fingerprint`), sent with votes and
     /// heartbeats.
     pub fingerprint: String,
-    /// Back from an unclean stop with a log not fsynced on every write, this node takes part
-    /// in no election until then: it neither stands nor votes (rule 9; see [`Failover::new`]).
-    hold_until: Option<Instant>,
+    /// Back from an unclean stop with a log not fsynced on every write, this node holds back
+    /// (rule 9; see [`Failover::new`]).
+    hold: Option<Hold>,
+    /// What the survey of a held node heard.
+    survey: Mutex<Survey>,
+    /// `master.recovery_wait_ms`: a held node's first wait, and how long a member's answer to
+    /// the survey counts toward its floor.
+    recovery_wait: Duration,
     /// Started with an empty log (new or wiped): no vote above epoch 1 until then, unless it
     /// heard from a master first (see [`Failover::new`]).
     fresh_until: Option<Instant>,
@@ -82,18 +129,21 @@ pub struct Failover {
 }
 
 impl Failover {
-    /// `hold_until`: set when the node's last stop was not clean (kill -9, crash, power loss)
-    /// and its log is not fsynced on every write (computed by `Node::with_store`, which also
-    /// keeps a clean stop before then from counting as clean). With such a log
-    /// not fsynced on every write it may then have lost a tail it had written — and counted
-    /// toward a `w`, as master or secondary — that another member still holds. Its log ranks
-    /// lower than that member's, but it could still be elected by the vote of a third, older
-    /// log, or *give* its vote to such a log (its own no longer outranks it): either way the
-    /// new epoch would cut that tail everywhere, a message acknowledged by a majority. So for
-    /// `master.recovery_wait_ms` (the wait a fixed master makes to take such a tail back) it
-    /// neither stands nor votes: a member holding more is elected first, or it gets its tail
-    /// back from the master it hears from. (Review 13 held back its candidacy only; the
-    /// failover model's power loss found the vote: `tests/failover_model.rs`.)
+    /// `hold`: set when the node's last stop was not clean (kill -9, crash, power loss) and its
+    /// log is not fsynced on every write (computed by `Node::with_store`, which also keeps a
+    /// clean stop while it holds back from counting as clean). With such a log it may have
+    /// lost a tail it had written — and counted toward a `w`, as master or secondary — that
+    /// another member still holds. Its log ranks lower than that member's, but it could still
+    /// be elected by the vote of a third, older log, or *give* its vote to such a log (its own
+    /// no longer outranks it): either way the new epoch would cut that tail everywhere, a
+    /// message acknowledged by a majority. So it holds back until it has caught up with a
+    /// master: it surveys the members' logs ([`survey`]); for `master.recovery_wait_ms` (the
+    /// wait a fixed master makes to take such a tail back) it neither stands nor votes; after
+    /// that it votes and stands only for a log at least as complete as the most complete it
+    /// heard within that long ([`Failover::floor`]). (Review 13 held back its candidacy only;
+    /// the failover model's power loss found the vote; a hold that ended at a fixed time let
+    /// the others elect a member without the tail when its holder stood late, was away at that
+    /// moment, or held back too: review t96.)
     ///
     /// `empty`: the log is empty and knows no epoch — a new member, or one whose data was
     /// wiped. A wiped member has lost the votes it gave, too: in an epoch it voted in before,
@@ -107,7 +157,7 @@ impl Failover {
         node_name: &str,
         settings: &crate::config::Settings,
         peers: Vec<Peer>,
-        hold_until: Option<Instant>,
+        hold: Option<Hold>,
         empty: bool,
     ) -> Self {
         let me = settings
@@ -138,7 +188,9 @@ impl Failover {
         let fresh_until =
             empty.then(|| Instant::now() + Duration::from_millis(settings.master.recovery_wait_ms));
         Failover {
-            hold_until,
+            hold,
+            survey: Mutex::new(Survey::default()),
+            recovery_wait: wait,
             fresh_until,
             heard_a_master: AtomicBool::new(false),
             members: settings.failover.members.clone(),
@@ -259,9 +311,91 @@ impl Failover {
             .is_some_and(|t| t.elapsed() < quiet)
     }
 
-    /// Whether this node still holds back after an unclean stop: no candidacy, no vote (rule 9).
+    /// Whether this node still holds back after an unclean stop: it has not caught up with a
+    /// master yet (rule 9).
     pub fn holding_back(&self) -> bool {
-        self.hold_until.is_some_and(|t| Instant::now() < t)
+        self.hold
+            .as_ref()
+            .is_some_and(|h| h.holding.load(Ordering::Acquire))
+    }
+
+    /// Whether this node is in the first wait of its hold: no candidacy, no vote (rule 9).
+    pub fn in_first_wait(&self) -> bool {
+        self.hold
+            .as_ref()
+            .is_some_and(|h| h.holding.load(Ordering::Acquire) && Instant::now() < h.until)
+    }
+
+    /// The floor of a held node whose own log is `own`: the most complete of `own` and every
+    /// member's log heard within `recovery_wait_ms`, with the member it came from (`None`:
+    /// its own).
+    pub fn floor(&self, own: Completeness) -> (Completeness, Option<String>) {
+        let now = Instant::now();
+        let survey = self.survey.lock();
+        let mut best = (own, None);
+        for (name, (c, at)) in &survey.heard {
+            if *c > best.0 && now.saturating_duration_since(*at) < self.recovery_wait {
+                best = (*c, Some(name.clone()));
+            }
+        }
+        best
+    }
+
+    /// Whether this node, whose log is `own`, holds back and would refuse a log `other` (a
+    /// candidate's, or its own before it stands): `Some(why)` if so. Ends the hold first if
+    /// the node has caught up.
+    pub fn below_floor(&self, own: Completeness, other: Completeness) -> Option<String> {
+        if !self.holding_back() || self.check_caught_up(own) {
+            return None;
+        }
+        let (floor, whose) = self.floor(own);
+        (other < floor).then(|| {
+            format!(
+                "this node is back from an unclean stop and has not caught up with a master yet: it takes part only in the election of a log at least as complete as the most complete it heard ({}: last epoch {}, contiguous key {})",
+                whose.as_deref().unwrap_or("its own"),
+                floor.0,
+                floor.1
+            )
+        })
+    }
+
+    /// Ends the hold once this node, whose log is `own`, has caught up: it holds the record of
+    /// an epoch above the one it came back in (a master elected since brought its log in
+    /// line), or its log is at least as complete as a master's that answered the survey (that
+    /// master held every message acknowledged before this node's stop). Returns whether it has.
+    pub fn check_caught_up(&self, own: Completeness) -> bool {
+        let Some(hold) = &self.hold else {
+            return true;
+        };
+        if !hold.holding.load(Ordering::Acquire) {
+            return true;
+        }
+        let target = self.survey.lock().target;
+        let caught_up = own.0 > hold.came_back_in || target.is_some_and(|t| own >= t);
+        if caught_up && hold.holding.swap(false, Ordering::AcqRel) {
+            tracing::info!(
+                last_epoch = own.0,
+                contiguous_key = own.1,
+                "caught up with a master after the unclean stop (log: last epoch {}, contiguous key {}): this node votes and stands as any other again",
+                own.0,
+                own.1
+            );
+        }
+        caught_up
+    }
+
+    /// An answer of member `name` to the survey.
+    fn surveyed(&self, name: &str, h: &Heartbeat) {
+        let Ok(history) = History::from_pairs(h.epochs.clone()) else {
+            return;
+        };
+        let c = rank(&history, h.contiguous_key, h.unlabelled_from);
+        let mut survey = self.survey.lock();
+        survey.heard.insert(name.to_string(), (c, Instant::now()));
+        let came_back_in = self.hold.as_ref().map_or(0, |h| h.came_back_in);
+        if h.role == "master" && history.last_epoch() >= came_back_in {
+            survey.target = Some(survey.target.map_or(c, |t| t.max(c)));
+        }
     }
 
     /// Whether this node, started with an empty log, still votes in no epoch above 1 (see
@@ -381,24 +515,27 @@ pub async fn run(node: Arc<Node>, f: Arc<Failover>, stand_first: bool) {
     // A node that voted for itself in the last epoch it knows was a candidate or the master
     // there: it stands at once (docs/failover.md, rule 9).
     let e = node.writer.current_epochs();
-    // Back from an unclean stop it holds back for a while (see `Failover::new`). It stands
-    // only an election timeout after it may vote again: a member holding the tail it lost
-    // has been standing meanwhile (refused by this node), and must win the race that starts
-    // once this node votes; this node, standing at once, would race it with a log no better
-    // than another held node's, and their two votes would elect one of them.
-    let hold_until = f.hold_until.map(|h| h + f.election_timeout);
-    if f.hold_until.is_some() {
+    // Back from an unclean stop it holds back (see `Failover::new`). It stands only an
+    // election timeout after its first wait: a member holding the tail it lost has been
+    // standing meanwhile (refused by this node), and must win the race that starts once this
+    // node votes; this node, standing at once, would race it with a log no better than
+    // another held node's, and their two votes would elect one of them. Caught up with a
+    // master, it need not wait.
+    let stand_from = f.hold.as_ref().map(|h| h.until + f.election_timeout);
+    if f.hold.is_some() {
         tracing::warn!(
-            "the last stop was not clean and the log is not fsynced on every write: this node stands for no election and votes in none for {} ms (master.recovery_wait_ms), so that a member holding a tail it lost is elected first",
+            "the last stop was not clean and the log is not fsynced on every write: until this node has caught up with a master it holds back, so that a member holding a tail it lost is elected first: for {} ms (master.recovery_wait_ms) it stands for no election and votes in none, then only for a log at least as complete as the most complete a member showed it",
             node.settings.master.recovery_wait_ms
         );
+        tokio::spawn(survey(node.clone(), f.clone()));
     }
-    let held = || hold_until.is_some_and(|h| Instant::now() < h);
+    let hold_until = || stand_from.filter(|_| f.holding_back());
+    let held = || hold_until().is_some_and(|h| Instant::now() < h);
     // After a lost candidacy (a split vote), the next one comes after a short random delay,
     // not a whole election timeout: no master is there to be disturbed, and the randomness
     // is what separates two candidates that stood together.
     let mut retry_at: Option<Instant> = None;
-    let mut stand_now = hold_until.is_none()
+    let mut stand_now = hold_until().is_none()
         && (stand_first || (e.current > 0 && e.voted_for.as_deref() == Some(f.me.name.as_str())));
     loop {
         if node.shutdown.is_cancelled() {
@@ -413,13 +550,13 @@ pub async fn run(node: Arc<Node>, f: Arc<Failover>, stand_first: bool) {
         let wait = if stand_now {
             Duration::ZERO
         } else if let Some(t) = retry_at.take() {
-            let t = hold_until.map_or(t, |h| h.max(t));
+            let t = hold_until().map_or(t, |h| h.max(t));
             t.saturating_duration_since(Instant::now())
         } else {
             let j = jitter(f.election_timeout / 2);
             let timer = *f.timer_from.lock() + f.election_timeout + j;
             let deadline = f.quiet_until().map_or(timer, |q| (q + j).max(timer));
-            let deadline = hold_until.map_or(deadline, |h| h.max(deadline));
+            let deadline = hold_until().map_or(deadline, |h| h.max(deadline));
             deadline.saturating_duration_since(Instant::now())
         };
         if !wait.is_zero() {
@@ -487,10 +624,53 @@ pub async fn run(node: Arc<Node>, f: Arc<Failover>, stand_first: bool) {
     }
 }
 
+/// A held node's survey (rule 9): every heartbeat interval, until it has caught up with a
+/// master, it asks every other member `GET /heartbeat` and keeps the completeness of its log
+/// ([`Failover::floor`]). The request carries no master's name: it teaches the member nothing.
+async fn survey(node: Arc<Node>, f: Arc<Failover>) {
+    use futures::StreamExt;
+    let timeout = node.settings.heartbeat.timeout();
+    let every = node.settings.heartbeat.interval();
+    while f.holding_back() {
+        let epoch = node.writer.current_epochs().current;
+        let mut asks: futures::stream::FuturesUnordered<_> = f
+            .peers
+            .iter()
+            .map(|p| async move { (p, p.heartbeat(timeout, epoch).await) })
+            .collect();
+        let round = async {
+            while let Some((p, answer)) = asks.next().await {
+                match answer {
+                    Ok(h) => f.surveyed(&p.name, &h),
+                    Err(e) => {
+                        tracing::debug!(member = %p.name, cause = %e, "survey: {} did not answer: {e}", p.name)
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = round => {}
+        }
+        if f.check_caught_up(node.completeness()) {
+            return;
+        }
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// One candidacy: pre-vote, then stand and ask for votes.
 async fn stand(node: &Arc<Node>, f: &Arc<Failover>) -> Candidacy {
     let e = node.writer.current_epochs();
     let (last_epoch, last_key) = node.completeness();
+    // Held back, it stands only with a log at least as complete as any it heard (rule 9).
+    if let Some(why) = f.below_floor((last_epoch, last_key), (last_epoch, last_key)) {
+        tracing::info!("not standing: {why}");
+        return Candidacy::NotStood;
+    }
     let pre = VoteBody {
         epoch: e.current + 1,
         candidate: f.me.name.clone(),
@@ -611,13 +791,9 @@ impl Failover {
 impl Node {
     /// This node's log as an election compares it: the last epoch of its history and its
     /// contiguous key, below any key a script stored (`docs/failover.md`, rule 3).
-    pub fn completeness(&self) -> (u64, u64) {
+    pub fn completeness(&self) -> Completeness {
         let e = self.writer.current_epochs();
-        let contiguous = self.acknowledged_key();
-        let vouched = e.vouched_below().map_or(u64::MAX, |k| k - 1);
-        let held = contiguous.min(vouched);
-        // Not the history's last epoch: the one whose record this log holds (`held_epoch`).
-        (e.history.held_epoch(held), held)
+        rank(&e.history, self.acknowledged_key(), e.vouched_below())
     }
 
     /// `POST /vote`: a member's answer to a candidate (`docs/failover.md`, rule 2). A master
@@ -652,13 +828,23 @@ impl Node {
                 ),
             });
         }
-        if f.holding_back() {
+        if f.in_first_wait() {
             return Ok(VoteReply {
                 epoch: self.writer.current_epochs().current,
                 granted: false,
                 reason: format!(
                     "this node is back from an unclean stop and may have lost a tail another member holds: it votes in no election for master.recovery_wait_ms ({} ms) after its start",
                     self.settings.master.recovery_wait_ms
+                ),
+            });
+        }
+        if let Some(why) = f.below_floor(self.completeness(), (body.last_epoch, body.last_key)) {
+            return Ok(VoteReply {
+                epoch: self.writer.current_epochs().current,
+                granted: false,
+                reason: format!(
+                    "{why}; {} has last epoch {}, contiguous key {}",
+                    body.candidate, body.last_epoch, body.last_key
                 ),
             });
         }

@@ -90,8 +90,9 @@ impl Node {
         let instance = format!("{:016x}", rand::random::<u64>());
         let write_stats = crate::storage::writer::WriteStats::default();
         // Failover, rule 9: back from an unclean stop with a log not fsynced on every write,
-        // the node holds back from elections until then (see `failover::Failover::new`); a
-        // clean stop meanwhile is recorded as unclean, so a restart does not end the hold.
+        // the node holds back from elections until it has caught up with a master (see
+        // `failover::Failover::new`); a clean stop meanwhile is recorded as unclean, so a
+        // restart does not end the hold.
         let hold_until = (settings.failover.enabled
             && !store.last_stop_clean()
             && settings.storage.fsync != crate::config::FsyncPolicy::Always)
@@ -99,6 +100,7 @@ impl Node {
                 tokio::time::Instant::now()
                     + std::time::Duration::from_millis(settings.master.recovery_wait_ms)
             });
+        let holding = Arc::new(std::sync::atomic::AtomicBool::new(hold_until.is_some()));
         let (writer, contiguous, join) = Writer::spawn(
             store.clone(),
             write_stats.clone(),
@@ -110,7 +112,7 @@ impl Node {
                 event_lines_per_s: settings.log.max_event_lines_per_s,
                 dedup_window: settings.master.dedup_window,
                 master: None,
-                keep_unclean_until: hold_until.map(|t| t.into_std()),
+                keep_unclean: Some(holding.clone()),
             },
             shutdown.clone(),
         );
@@ -146,7 +148,11 @@ impl Node {
                 &settings.node.name,
                 &settings,
                 peers,
-                hold_until,
+                hold_until.map(|until| failover::Hold {
+                    until,
+                    holding,
+                    came_back_in: writer.current_epochs().current,
+                }),
                 // An empty log with no epoch: a new member, or a wiped one (see
                 // `Failover::new`).
                 *contiguous.borrow() == 0 && writer.current_epochs().current == 0,

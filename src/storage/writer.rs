@@ -132,10 +132,10 @@ pub struct WriterOptions {
     pub dedup_window: Option<u64>,
     /// Start as a master (see [`Writer::become_master`]); `None`: as a secondary.
     pub master: Option<MasterWrites>,
-    /// A stop before this instant is not recorded as clean, however clean: the node is still
-    /// holding back after an unclean stop (failover, `docs/failover.md` rule 9), and a clean
-    /// stop would end that hold at the next start, before its time.
-    pub keep_unclean_until: Option<std::time::Instant>,
+    /// While this flag is set a stop is not recorded as clean, however clean: the node still
+    /// holds back after an unclean stop (failover, `docs/failover.md` rule 9: it has not
+    /// caught up with a master), and a clean stop would end that hold at the next start.
+    pub keep_unclean: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Told by the writer, once a write is settled (written, and fsynced under
@@ -303,7 +303,7 @@ impl Writer {
             epoch: None,
             own,
             epochs: epochs_tx,
-            keep_unclean_until: opts.keep_unclean_until,
+            keep_unclean: opts.keep_unclean,
         };
         if let Some(m) = opts.master
             && let Err(e) = task.become_master(m)
@@ -478,8 +478,8 @@ impl Writer {
 
 struct WriterTask {
     store: Arc<dyn LogStore>,
-    /// See [`WriterOptions::keep_unclean_until`].
-    keep_unclean_until: Option<std::time::Instant>,
+    /// See [`WriterOptions::keep_unclean`].
+    keep_unclean: Option<Arc<std::sync::atomic::AtomicBool>>,
     ids: IdIndex,
     /// Lines for "append received, key assigned" (see `LineBudget`).
     lines: LineBudget,
@@ -541,8 +541,9 @@ impl WriterTask {
         match self.store.sync() {
             Ok(())
                 if self
-                    .keep_unclean_until
-                    .is_some_and(|t| std::time::Instant::now() < t) =>
+                    .keep_unclean
+                    .as_ref()
+                    .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire)) =>
             {
                 tracing::warn!(
                     "stopping while still holding back after an unclean stop: this stop is recorded as unclean too, so the next start holds back again"
@@ -1334,7 +1335,7 @@ mod tests {
             fsync_interval: Duration::from_millis(100),
             event_lines_per_s: 0,
             dedup_window: None,
-            keep_unclean_until: None,
+            keep_unclean: None,
             master: Some(crate::storage::writer::MasterWrites {
                 on_held: tracker.master_holds(),
                 epoch: Some(1),
@@ -1489,7 +1490,7 @@ mod tests {
                 fsync_interval: Duration::from_millis(100),
                 event_lines_per_s: 0,
                 dedup_window: None,
-                keep_unclean_until: None,
+                keep_unclean: None,
                 master: None,
             },
             CancellationToken::new(),
