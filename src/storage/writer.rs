@@ -1344,6 +1344,40 @@ mod tests {
         }
     }
 
+    /// A master's writer taking office in epoch 3 (not opened at once) over a store in epoch
+    /// `current` with `history`, holding keys `1..=last` valued `{prefix}{key}`.
+    fn master_of_epoch_3(
+        current: u64,
+        history: Vec<(u64, u64)>,
+        last: u64,
+        prefix: &str,
+    ) -> (Arc<dyn LogStore>, Writer) {
+        let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+        store
+            .set_epochs(&Epochs {
+                current,
+                history: History::from_pairs(history).unwrap(),
+                ..Default::default()
+            })
+            .unwrap();
+        store.put(&entries(1..=last, prefix)).unwrap();
+        let tracker = Arc::new(AckTracker::new(1));
+        let (w, _, _) = Writer::spawn(
+            store.clone(),
+            WriteStats::default(),
+            WriterOptions {
+                master: Some(crate::storage::writer::MasterWrites {
+                    on_held: tracker.master_holds(),
+                    epoch: Some(3),
+                    open_at_once: false,
+                }),
+                ..options(FsyncPolicy::Never, Arc::new(AckTracker::new(1)))
+            },
+            CancellationToken::new(),
+        );
+        (store, w)
+    }
+
     #[tokio::test]
     async fn keys_are_sequential_and_ids_deduplicate() {
         let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
@@ -1575,29 +1609,7 @@ mod tests {
     /// takes the labels of what it adopts, and stops once the epoch is open.
     #[tokio::test]
     async fn a_master_opens_its_epoch_at_its_first_key_and_adopts_only_before() {
-        let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
-        store
-            .set_epochs(&Epochs {
-                current: 3,
-                history: History::from_pairs(vec![(1, 1)]).unwrap(),
-                ..Default::default()
-            })
-            .unwrap();
-        store.put(&entries(1..=5, "m")).unwrap();
-        let tracker = Arc::new(AckTracker::new(1));
-        let (w, _, _) = Writer::spawn(
-            store.clone(),
-            WriteStats::default(),
-            WriterOptions {
-                master: Some(crate::storage::writer::MasterWrites {
-                    on_held: tracker.master_holds(),
-                    epoch: Some(3),
-                    open_at_once: false,
-                }),
-                ..options(FsyncPolicy::Never, Arc::new(AckTracker::new(1)))
-            },
-            CancellationToken::new(),
-        );
+        let (store, w) = master_of_epoch_3(3, vec![(1, 1)], 5, "m");
         // A tail of a log that diverged at key 3 is not adopted.
         let n = w
             .put(entries(6..=7, "x"), from(2, &[(1, 1), (2, 3)]))
@@ -1640,29 +1652,7 @@ mod tests {
     /// checks; adopting also drops the pair `2:11` from the master's history.
     #[tokio::test]
     async fn review_15_a_master_does_not_adopt_keys_its_own_history_says_a_later_epoch_wrote() {
-        let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
-        store
-            .set_epochs(&Epochs {
-                current: 2,
-                history: History::from_pairs(vec![(1, 1), (2, 11)]).unwrap(),
-                ..Default::default()
-            })
-            .unwrap();
-        store.put(&entries(1..=10, "a")).unwrap();
-        let tracker = Arc::new(AckTracker::new(2));
-        let (w, _, _) = Writer::spawn(
-            store.clone(),
-            WriteStats::default(),
-            WriterOptions {
-                master: Some(crate::storage::writer::MasterWrites {
-                    on_held: tracker.master_holds(),
-                    epoch: Some(3),
-                    open_at_once: false,
-                }),
-                ..options(FsyncPolicy::Never, Arc::new(AckTracker::new(1)))
-            },
-            CancellationToken::new(),
-        );
+        let (store, w) = master_of_epoch_3(2, vec![(1, 1), (2, 11)], 10, "a");
         let n = w
             .put(entries(11..=15, "b"), from(1, &[(1, 1)]))
             .await
