@@ -26,3 +26,4 @@ mod t92_failover;
 mod t93_review_13;
 mod t95_failover_model;
 mod t96_review_today;
+mod t97_review_floor;
