@@ -62,11 +62,26 @@ pub struct Hold {
 /// What a held node learnt from the members' `/heartbeat` ([`survey`]).
 #[derive(Default)]
 struct Survey {
-    /// Per member: the completeness of its log as its last answer showed it, and when.
-    heard: HashMap<String, (Completeness, Instant)>,
-    /// The most complete log a member showed while answering as the master of an epoch at
-    /// least [`Hold::came_back_in`]: once this node's log is as complete, it has caught up.
+    /// Per member: the completeness of its log as its last answer showed it.
+    heard: HashMap<String, Heard>,
+    /// The log of the first member that answered as the master of an epoch at least
+    /// [`Hold::came_back_in`]: once this node's log is as complete, it has caught up. The
+    /// first, not the largest since: that master already held every message acknowledged
+    /// before this node's stop, and a target re-read every round would run ahead of a node
+    /// that lags its master steadily, which would never catch up (review t97).
     target: Option<Completeness>,
+}
+
+/// A member's last answer to the survey.
+struct Heard {
+    completeness: Completeness,
+    /// Since when every ask to it failed (`None`: the last one was answered). The entry
+    /// counts toward the floor until asks have failed for `recovery_wait_ms`: silence is
+    /// measured by asks that went unanswered, never by the time since the last answer, which
+    /// also runs while this node itself is stopped (SIGSTOP, a stalled VM) and asks nothing —
+    /// a held node paused past its wait forgot the member holding its lost tail and voted it
+    /// away (review t97).
+    silent_since: Option<Instant>,
 }
 
 /// The master of the current epoch as this node knows it.
@@ -327,15 +342,18 @@ impl Failover {
     }
 
     /// The floor of a held node whose own log is `own`: the most complete of `own` and every
-    /// member's log heard within `recovery_wait_ms`, with the member it came from (`None`:
-    /// its own).
+    /// member's log it heard, unless asks to that member have failed for `recovery_wait_ms`
+    /// since, with the member it came from (`None`: its own).
     pub fn floor(&self, own: Completeness) -> (Completeness, Option<String>) {
         let now = Instant::now();
         let survey = self.survey.lock();
         let mut best = (own, None);
-        for (name, (c, at)) in &survey.heard {
-            if *c > best.0 && now.saturating_duration_since(*at) < self.recovery_wait {
-                best = (*c, Some(name.clone()));
+        for (name, h) in &survey.heard {
+            let counts = h
+                .silent_since
+                .is_none_or(|t| now.saturating_duration_since(t) < self.recovery_wait);
+            if counts && h.completeness > best.0 {
+                best = (h.completeness, Some(name.clone()));
             }
         }
         best
@@ -391,10 +409,24 @@ impl Failover {
         };
         let c = rank(&history, h.contiguous_key, h.unlabelled_from);
         let mut survey = self.survey.lock();
-        survey.heard.insert(name.to_string(), (c, Instant::now()));
+        survey.heard.insert(
+            name.to_string(),
+            Heard {
+                completeness: c,
+                silent_since: None,
+            },
+        );
         let came_back_in = self.hold.as_ref().map_or(0, |h| h.came_back_in);
-        if h.role == "master" && history.last_epoch() >= came_back_in {
-            survey.target = Some(survey.target.map_or(c, |t| t.max(c)));
+        if h.role == "master" && history.last_epoch() >= came_back_in && survey.target.is_none() {
+            survey.target = Some(c);
+        }
+    }
+
+    /// An ask of the survey to member `name` went unanswered (observed now, after this node
+    /// waited for it: a stop of this node in between does not count as the member's silence).
+    fn unanswered(&self, name: &str) {
+        if let Some(h) = self.survey.lock().heard.get_mut(name) {
+            h.silent_since.get_or_insert_with(Instant::now);
         }
     }
 
@@ -643,7 +675,8 @@ async fn survey(node: Arc<Node>, f: Arc<Failover>) {
                 match answer {
                     Ok(h) => f.surveyed(&p.name, &h),
                     Err(e) => {
-                        tracing::debug!(member = %p.name, cause = %e, "survey: {} did not answer: {e}", p.name)
+                        tracing::debug!(member = %p.name, cause = %e, "survey: {} did not answer: {e}", p.name);
+                        f.unanswered(&p.name);
                     }
                 }
             }
