@@ -25,9 +25,12 @@
 //! loss of a master or a candidate between writes is a crash). Under `interval` a node counts
 //! what it wrote at once, and a power loss takes any suffix of what it wrote since its last
 //! cut (`Action::PowerLoss`; a cut fsyncs first); back from it, the node holds back as rule 9
-//! says (`Hold`): it neither stands nor votes (before the fix in a37bbae it still voted). The
-//! wait is time, which the model abstracts: it ends once the node is back in line with a
-//! master (see `State::normalize` for what that assumes).
+//! says (`Hold::Floor`): it surveys every member (`Action::Survey`); for its first wait it
+//! neither stands nor votes; after it, it votes and stands only for a log at least as
+//! complete as the most complete it heard (its floor), until it has caught up with a master.
+//! The wait is time, which the model abstracts: it ends at any step once the node has heard
+//! every member (`Action::HoldTimeEnds`). Before the survey the hold ended at a time whoever
+//! held the lost tail (`Hold::UntilTime`), and the checker finds the loss that allowed.
 //!
 //! Abstracted: time. Timers fire whenever the model likes, so the election timeout, the
 //! pre-vote ("a majority has also lost the master"), a voter's "heard from a master
@@ -57,13 +60,16 @@
 //! entries sent to a secondary's endpoint; a37bbae: a node holding back refuses votes too). The
 //! exhaustive check runs on the model of the code as it is now under `fsync = "always"`
 //! (`ALWAYS`: a crash and a power loss) and under `fsync = "interval"` (`INTERVAL`: a power
-//! loss; CI checks it with the w = 2 append only): both hold. The tests of the models of the
-//! code before the fixes (`AS_CODED`, `FIXED_ROUTING_RACE`, `INTERVAL_BEFORE_THE_VOTE_HOLD`)
-//! and without rules 3 and 9 keep showing that the check finds what the fixes closed: before
-//! the vote hold a node back from a power loss still voted, and elected a member that never
-//! had what it lost over the one member still holding it
+//! loss, rule 9 with the survey and the floor; CI checks it with the w = 2 append only): both
+//! hold. The tests of the models of the code before the fixes (`AS_CODED`,
+//! `FIXED_ROUTING_RACE`, `INTERVAL_BEFORE_THE_VOTE_HOLD`, `INTERVAL_UNTIL_TIME`) and without
+//! rules 3 and 9 keep showing that the check finds what the fixes closed: before the vote hold
+//! a node back from a power loss still voted, and elected a member that never had what it
+//! lost over the one member still holding it
 //! (`under_interval_the_checker_finds_the_counterexample_against_rule_9_before_the_fix` has
-//! the traces); without rule 9 the checker finds the power-lost node itself elected.
+//! the traces); with a hold ending at a time it votes so once its time is up
+//! (`under_interval_the_checker_finds_the_counterexample_against_a_hold_ending_at_a_time`);
+//! without rule 9 the checker finds the power-lost node itself elected.
 
 use std::collections::BTreeMap;
 
@@ -469,7 +475,7 @@ struct FailoverModel {
     /// Rule 3: logs ranked by the epoch whose record they hold (`true`, the code) or by the
     /// history's last epoch (`false`, before review 13).
     held_epoch: bool,
-    /// Rule 9: `Hold::StandAndVote` in the code since a37bbae.
+    /// Rule 9: `Hold::Floor` in the code now (`Hold::UntilTime` from a37bbae to the survey).
     hold: Hold,
     /// Which of `APPENDS` the client sends (a bitmask; a smaller model reaches deeper).
     appends: u8,
@@ -482,7 +488,7 @@ const AS_CODED: FailoverModel = FailoverModel {
     ..FIXED
 };
 /// The model of the code as it is: the fixes of `stale_master_counterexample` and the
-/// routing race (review 13), and rule 9's vote hold (a37bbae).
+/// routing race (review 13), and rule 9's hold with the survey and the floor.
 const FIXED: FailoverModel = FailoverModel {
     term_epoch_in_batches: true,
     routing_race: false,
@@ -567,10 +573,11 @@ impl State {
     /// After every step: lets go of a hold whose wait is over, and forgets what no later step
     /// can use (so that states differing only there are one).
     ///
-    /// Rule 9's wait is time (`master.recovery_wait_ms`), which the model does not have. What
-    /// the wait is for: that a member holding what this node lost is elected first and brings
-    /// this node's log in line with its own, or the master of the node's epoch sends back
-    /// what it lost. So a hold ends once the node holds the record of an epoch above the one
+    /// Rule 9's wait is time (`master.recovery_wait_ms`), which the model does not have. Under
+    /// `Hold::Stand` and `Hold::StandAndVote` (this model before the survey) it is let go by
+    /// what the wait is for: that a member holding what this node lost is elected first and
+    /// brings this node's log in line with its own, or the master of the node's epoch sends
+    /// back what it lost. So a hold ends once the node holds the record of an epoch above the one
     /// it came back in (it reconciled with a master elected since, and holds every key before
     /// that master's first), or holds again up to the last key it held before (a master
     /// refilled it). This assumes the wait outlasts an election and a refill among members
@@ -1746,10 +1753,12 @@ const IN_OFFICE: &str =
     "a w >= majority message is in every later master's log when it takes office";
 const STAYS: &str = "a w >= majority message stays in the log of every later master in office";
 
-/// Under `fsync = "interval"` with rule 9 as the code has it (a node back from an unclean
-/// stop neither stands nor votes until its wait is over): one power loss of any node, every
-/// state within `MAX_STEPS` actions, the client sending only the w = 2 append (whose loss the
-/// properties are about; the full model is the ignored test below, too slow for CI).
+/// Under `fsync = "interval"` with rule 9 as the code has it (`Hold::Floor`: a node back from
+/// an unclean stop surveys the members, neither stands nor votes for its first wait, then
+/// votes and stands only for a log as complete as the most complete it heard, until it has
+/// caught up): one power loss of any node, every state within `MAX_STEPS` actions, the client
+/// sending only the w = 2 append (whose loss the properties are about; the full model is the
+/// ignored test below, too slow for CI).
 #[test]
 fn under_interval_rule_9_holds_its_invariants_for_a_majority_append() {
     check_exhaustively(
@@ -1800,8 +1809,10 @@ fn under_interval_rule_9_holds_its_invariants_exhaustively() {
 /// With real timing, trace 1 needed node 2's election timer to fire (or its retry) before
 /// node 1's, after node 0 was back up: the wait kept node 0 from standing, not node 2 from
 /// winning with node 0's vote; node 1 need not be away at all, let alone for the whole wait.
-/// The fix: a node holding back refuses votes and pre-votes too (`Hold::StandAndVote`,
-/// `INTERVAL`, checked by `under_interval_rule_9_holds_its_invariants_*`).
+/// The fix: a node holding back refuses votes and pre-votes too (`Hold::StandAndVote` in this
+/// model, `Hold::UntilTime` as coded, whose end at a time lost the tail another way:
+/// `under_interval_the_checker_finds_the_counterexample_against_a_hold_ending_at_a_time`; the
+/// code's rule 9 now, `Hold::Floor`, is checked by `under_interval_rule_9_holds_*`).
 #[test]
 fn under_interval_the_checker_finds_the_counterexample_against_rule_9_before_the_fix() {
     let found = find_counterexample(
