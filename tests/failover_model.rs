@@ -164,13 +164,12 @@ struct Held {
     last: u64,
     /// `UntilTime`, `Floor`: its first wait (`master.recovery_wait_ms`) is not over.
     waiting: bool,
-    /// `Floor`: per member, the most complete log its survey heard from it since this start
-    /// (`None`: not heard yet). The code forgets an entry not heard for `recovery_wait_ms`, so
+    /// `Floor`: per member, the log its survey heard from it last (`None`: not heard yet). The code forgets an entry not heard for `recovery_wait_ms`, so
     /// that a member gone for good does not hold the node back for ever: the loss the README
     /// allows (every member holding the tail away for a whole wait), not modelled.
     surveyed: [Option<Completeness>; N],
-    /// `Floor`: the most complete log heard from a member that answered as the master of an
-    /// epoch at least `epoch`; at least as complete as that, the node has caught up.
+    /// `Floor`: the log of the first member that answered as the master of an epoch at least
+    /// `epoch`; at least as complete as that, the node has caught up.
     target: Option<Completeness>,
 }
 
@@ -1300,13 +1299,15 @@ impl Model for FailoverModel {
                 let master_epoch = other.term().map(|_| other.history.last_epoch());
                 let h = s.nodes[n as usize].held.as_mut()?;
                 let mut changed = false;
+                // The code keeps a member's latest answer (`Failover::surveyed`), not the most
+                // complete one since.
                 let entry = &mut h.surveyed[m as usize];
-                if entry.is_none_or(|e| heard > e) {
+                if *entry != Some(heard) {
                     *entry = Some(heard);
                     changed = true;
                 }
-                if master_epoch.is_some_and(|e| e >= h.epoch) && h.target.is_none_or(|t| heard > t)
-                {
+                // The first master's answer, never replaced (`Survey::target`).
+                if master_epoch.is_some_and(|e| e >= h.epoch) && h.target.is_none() {
                     h.target = Some(heard);
                     changed = true;
                 }
