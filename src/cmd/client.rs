@@ -406,8 +406,15 @@ async fn status(masters: &str, as_json: bool) -> anyhow::Result<()> {
     }
     let h: MasterHealth = serde_json::from_str(&text)
         .map_err(|_| anyhow!("{master} is not a master (its /health says: {text})"))?;
+    // With failover the master moves, and its epoch tells an elected one from the one before
+    // (without failover the line stays as scripts have read it since the seed).
+    let epoch = if h.master.is_some() {
+        format!("  epoch {}", h.epoch)
+    } else {
+        String::new()
+    };
     println!(
-        "master {}  mode {}  quorum {}  available {}/{}  last key {}",
+        "master {}{epoch}  mode {}  quorum {}  available {}/{}  last key {}",
         h.name,
         h.mode,
         h.quorum,

@@ -75,7 +75,10 @@ async fn t92_failover_a_killed_master_is_replaced_and_the_log_goes_on_through_an
         String::from_utf8_lossy(&out.stderr)
     );
     let status = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(status.contains(&c.nodes[m].name), "{status}");
+    assert!(
+        status.starts_with(&format!("master {}  epoch 2  ", c.nodes[m].name)),
+        "`replog status` names the new master and its epoch: {status}"
+    );
     // A secondary refuses appends with 421 naming the new master.
     let other = if m == 1 { 2 } else { 1 };
     let (status, body) = post_to(&c, other, json!({"value": "x"})).await;
