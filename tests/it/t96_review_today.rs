@@ -45,20 +45,7 @@ pub(crate) async fn k_held_by_master_and_secondary1(
     assert_eq!(c.append("a", 3).await, 1);
     c.delay(2, 60.0).await;
     let synced = newest_segment_len(&c.data_dir(0));
-    let r = c
-        .call(
-            reqwest::Method::POST,
-            0,
-            "/message",
-            json!({"value": "k", "write_concern": 2}),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.json["key"].clone()),
-        (201, json!(2)),
-        "{}",
-        r.text
-    );
+    assert_eq!(crate::t92_failover::append_to(&c, 0, "k", 2).await, 2);
     (c, synced)
 }
 
