@@ -19,14 +19,12 @@ use crate::helpers::{
     TestCluster, newest_segment_len, on_disk, power_loss_back_to, run_cli, wait_until,
 };
 
-/// A failover cluster on disk (`fsync = "interval"`, the default) with these election
-/// timeout and recovery wait on every node; "a" on every node, then "k" acknowledged with
-/// w = 2 by the master and secondary1 while the batch to secondary2 is held up (`/delay`).
-/// Returns the cluster and the master's segment length before "k" (what a power loss keeps).
-pub(crate) async fn k_held_by_master_and_secondary1(
+/// A failover cluster of three on disk (`fsync = "interval"`, the default) with this election
+/// timeout and recovery wait on every node.
+pub(crate) async fn disk_failover_cluster(
     election_timeout_ms: i64,
     recovery_wait_ms: i64,
-) -> (TestCluster, u64) {
+) -> TestCluster {
     let mut t = toml::Table::new();
     t.insert(
         "failover".into(),
@@ -36,12 +34,23 @@ pub(crate) async fn k_held_by_master_and_secondary1(
         "master".into(),
         toml::Value::Table(toml::toml! { recovery_wait_ms = recovery_wait_ms }),
     );
-    let c = TestCluster::builder(2)
+    TestCluster::builder(2)
         .failover()
         .with(on_disk())
         .with(t)
         .start()
-        .await;
+        .await
+}
+
+/// A failover cluster on disk (`fsync = "interval"`, the default) with these election
+/// timeout and recovery wait on every node; "a" on every node, then "k" acknowledged with
+/// w = 2 by the master and secondary1 while the batch to secondary2 is held up (`/delay`).
+/// Returns the cluster and the master's segment length before "k" (what a power loss keeps).
+pub(crate) async fn k_held_by_master_and_secondary1(
+    election_timeout_ms: i64,
+    recovery_wait_ms: i64,
+) -> (TestCluster, u64) {
+    let c = disk_failover_cluster(election_timeout_ms, recovery_wait_ms).await;
     assert_eq!(c.append("a", 3).await, 1);
     c.delay(2, 60.0).await;
     let synced = newest_segment_len(&c.data_dir(0));
@@ -50,7 +59,7 @@ pub(crate) async fn k_held_by_master_and_secondary1(
 }
 
 /// Stops node `i` cleanly (SIGTERM) and waits for it to exit.
-fn stop_cleanly(c: &mut TestCluster, i: usize) {
+pub(crate) fn stop_cleanly(c: &mut TestCluster, i: usize) {
     let pid = c.nodes[i].pid();
     // SAFETY: kill(2) on a child process the test spawned and has not reaped.
     unsafe {
@@ -95,11 +104,25 @@ async fn elected_among(c: &TestCluster, among: &[usize], timeout: Duration) -> O
 /// Once a master is in office again and secondary1 (which held "k") has caught up with it:
 /// asserts that "k" is at key 2 in both logs.
 async fn assert_k_survived(c: &TestCluster) {
+    assert_k_survived_on(c, &[1]).await;
+}
+
+/// Once a master is in office and each of `nodes` holds its log: asserts that "k" is at key 2
+/// there.
+pub(crate) async fn assert_k_survived_on(c: &TestCluster, nodes: &[usize]) {
     let m = c.wait_master(&[], Duration::from_secs(30)).await;
     wait_until(
-        "secondary1 holds the master's log",
+        &format!("nodes {nodes:?} hold the master's log"),
         Duration::from_secs(20),
-        || async { c.messages(1).await == c.messages(m).await },
+        || async {
+            let want = c.messages(m).await;
+            for &i in nodes {
+                if c.messages(i).await != want {
+                    return false;
+                }
+            }
+            true
+        },
     )
     .await;
     let log = c.messages(m).await;

@@ -15,41 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestCluster, newest_segment_len, on_disk, power_loss_back_to, wait_until};
-
-/// A failover cluster of three on disk (`fsync = "interval"`, the default) with this election
-/// timeout and recovery wait on every node.
-async fn cluster(election_timeout_ms: i64, recovery_wait_ms: i64) -> TestCluster {
-    let mut t = toml::Table::new();
-    t.insert(
-        "failover".into(),
-        toml::Value::Table(toml::toml! { election_timeout_ms = election_timeout_ms }),
-    );
-    t.insert(
-        "master".into(),
-        toml::Value::Table(toml::toml! { recovery_wait_ms = recovery_wait_ms }),
-    );
-    TestCluster::builder(2)
-        .failover()
-        .with(on_disk())
-        .with(t)
-        .start()
-        .await
-}
-
-/// Stops node `i` cleanly (SIGTERM) and waits for it to exit.
-fn stop_cleanly(c: &mut TestCluster, i: usize) {
-    let pid = c.nodes[i].pid();
-    // SAFETY: kill(2) on a child process the test spawned and has not reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-    assert!(
-        c.nodes[i].wait_exit(Duration::from_secs(15)).is_some(),
-        "{} did not stop on SIGTERM",
-        c.nodes[i].name
-    );
-}
+use crate::helpers::{TestCluster, newest_segment_len, power_loss_back_to, wait_until};
+use crate::t96_review_today::{assert_k_survived_on, disk_failover_cluster, stop_cleanly};
 
 /// Restarts node `i` cleanly (no hold) with `election_timeout_ms` in its own config.
 async fn restart_with_election_timeout(c: &mut TestCluster, i: usize, ms: i64) {
@@ -110,30 +77,7 @@ fn log_lines(c: &TestCluster, parts: &[&str]) -> Vec<String> {
 
 /// Once a master is in office and every node holds its log: asserts "k" is at key 2 there.
 async fn assert_k_survived(c: &TestCluster) {
-    let m = c.wait_master(&[], Duration::from_secs(30)).await;
-    wait_until(
-        "every node holds the master's log",
-        Duration::from_secs(20),
-        || async {
-            let want = c.messages(m).await;
-            c.messages(0).await == want
-                && c.messages(1).await == want
-                && c.messages(2).await == want
-        },
-    )
-    .await;
-    let log = c.messages(m).await;
-    assert_eq!(
-        log.get(1),
-        Some(&(2, "k".to_string())),
-        "elected: {}; its log: {log:?}; votes and cuts: {}",
-        c.nodes[m].name,
-        c.app_log()
-            .lines()
-            .filter(|x| x.contains("cut keys") || x.contains("voted for"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
+    assert_k_survived_on(c, &[0, 1, 2]).await;
 }
 
 /// **Bug, fixed** (a floor entry ages only by asks that went unanswered: `Heard::silent_since`;
@@ -189,7 +133,7 @@ async fn held_master_then_tail_holder_away(master_paused: bool) {
     // Arrange: secondary2 with a 10 s election timeout; "a" everywhere; "k" (w = 2) held by
     // the master and secondary2 only.
     let wait = Duration::from_millis(5000);
-    let mut c = cluster(1000, 5000).await;
+    let mut c = disk_failover_cluster(1000, 5000).await;
     restart_with_election_timeout(&mut c, 2, 10_000).await;
     c.wait_mode("read-write", Duration::from_secs(10)).await;
     assert_eq!(c.append("a", 3).await, 1);
@@ -275,7 +219,7 @@ async fn held_master_then_tail_holder_away(master_paused: bool) {
 async fn t97_a_held_node_catches_up_under_a_steady_stream_of_appends() {
     // Arrange: four clients append without pause for the whole test.
     let wait = Duration::from_millis(2000);
-    let mut c = cluster(1000, 2000).await;
+    let mut c = disk_failover_cluster(1000, 2000).await;
     assert_eq!(c.append("a", 3).await, 1);
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));
@@ -392,7 +336,7 @@ async fn t97_a_held_node_catches_up_under_a_steady_stream_of_appends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t97_a_survey_heartbeat_teaches_the_member_nothing() {
     // Arrange
-    let mut c = cluster(1000, 2000).await;
+    let mut c = disk_failover_cluster(1000, 2000).await;
     assert_eq!(c.append("a", 3).await, 1);
 
     // Act: survey-like requests (what `Peer::heartbeat` of a failover peer sends).
@@ -456,7 +400,7 @@ async fn t97_a_survey_heartbeat_teaches_the_member_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t97_a_clean_stop_while_holding_back_is_unclean_and_after_catching_up_clean() {
     // Arrange
-    let mut c = cluster(1000, 4000).await;
+    let mut c = disk_failover_cluster(1000, 4000).await;
     assert_eq!(c.append("a", 3).await, 1);
     let holds = |c: &TestCluster| {
         c.nodes[1]
@@ -547,7 +491,7 @@ async fn t97_a_clean_stop_while_holding_back_is_unclean_and_after_catching_up_cl
 async fn t97_the_floor_entry_of_a_dead_member_expires() {
     // Arrange
     let wait = Duration::from_millis(4000);
-    let mut c = cluster(1000, 4000).await;
+    let mut c = disk_failover_cluster(1000, 4000).await;
     assert_eq!(c.append("a", 3).await, 1);
     c.delay(2, 60.0).await;
     let synced = newest_segment_len(&c.data_dir(0));
