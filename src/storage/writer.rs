@@ -367,43 +367,37 @@ impl Writer {
 
     /// Failover: asks this node for a vote (see [`VoteRequest`]).
     pub async fn vote(&self, request: VoteRequest) -> Result<VoteAnswer, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Vote { request, reply })
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        self.ask(|reply| Command::Vote { request, reply }).await
     }
 
     /// Failover: this node stands for the next epoch and votes for itself (`name`), on disk;
     /// returns that epoch.
     pub async fn stand(&self, name: String) -> Result<u64, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Candidacy { name, reply })
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        self.ask(|reply| Command::Candidacy { name, reply }).await
     }
 
     /// Failover: takes `epoch` if it is higher than this node's (on disk); returns the node's
     /// epoch after.
     pub async fn raise_epoch(&self, epoch: u64) -> Result<u64, WriteError> {
+        self.ask(|reply| Command::RaiseEpoch { epoch, reply }).await
+    }
+
+    /// Sends the writer task the command `make` builds around a reply channel, and waits
+    /// for its answer (`Stopped` if the task is gone).
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, WriteError>>) -> Command,
+    ) -> Result<T, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::RaiseEpoch { epoch, reply })
+            .send(make(reply))
             .await
             .map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
     async fn role(&self, master: Option<MasterWrites>) -> Result<Option<Office>, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Role { master, reply })
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        self.ask(|reply| Command::Role { master, reply }).await
     }
 
     /// Entries held aside (stored beyond a gap), as published together with the `contiguous`
@@ -421,12 +415,7 @@ impl Writer {
 
     /// Appends `value` under the next key (master only).
     pub async fn append(&self, value: Bytes, id: Option<Bytes>) -> Result<Appended, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Append { value, id, reply })
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        self.ask(|reply| Command::Append { value, id, reply }).await
     }
 
     /// Stores entries under their keys (secondary), or — on the master — adopts those that
@@ -462,17 +451,13 @@ impl Writer {
         from: Option<Arc<FromMaster>>,
         to_secondary: bool,
     ) -> Result<usize, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Put {
-                entries,
-                from,
-                to_secondary,
-                reply,
-            })
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        self.ask(|reply| Command::Put {
+            entries,
+            from,
+            to_secondary,
+            reply,
+        })
+        .await
     }
 }
 
