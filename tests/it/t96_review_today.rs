@@ -73,7 +73,7 @@ pub(crate) fn stop_cleanly(c: &mut TestCluster, i: usize) {
 }
 
 /// Node `i`'s `/health`, `Null` if it does not answer within a second.
-async fn health_of(c: &TestCluster, i: usize) -> Value {
+pub(crate) async fn health_of(c: &TestCluster, i: usize) -> Value {
     match c
         .client
         .get(format!("{}/health", c.url(i)))
@@ -88,7 +88,11 @@ async fn health_of(c: &TestCluster, i: usize) -> Value {
 
 /// Waits up to `timeout` for one of `among` to say it is the master (in any mode): an
 /// election among them ended. Returns it, or `None` if none did.
-async fn elected_among(c: &TestCluster, among: &[usize], timeout: Duration) -> Option<usize> {
+pub(crate) async fn elected_among(
+    c: &TestCluster,
+    among: &[usize],
+    timeout: Duration,
+) -> Option<usize> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         for &i in among {
@@ -140,7 +144,7 @@ pub(crate) async fn assert_k_survived_on(c: &TestCluster, nodes: &[usize]) {
 }
 
 /// **Bug, fixed** (a stop while holding back is recorded as unclean: `WriterOptions::
-/// keep_unclean_until`) (rule 9's hold was forgotten across a clean restart). The hold lives in memory only
+/// keep_unclean`, set until the node has caught up) (rule 9's hold was forgotten across a clean restart). The hold lives in memory only
 /// (`Failover::hold_until`, from `!store.last_stop_clean()` at this start), and a clean stop
 /// writes `CLEAN` whatever the node still lacks. So a node back from a power loss that is
 /// stopped cleanly while it holds back (an operator restarting it because it "does nothing",

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{TestCluster, newest_segment_len, power_loss_back_to, wait_until};
-use crate::t96_review_today::{assert_k_survived_on, disk_failover_cluster, stop_cleanly};
+use crate::t96_review_today::{
+    assert_k_survived_on, disk_failover_cluster, elected_among, health_of, stop_cleanly,
+};
 
 /// Restarts node `i` cleanly (no hold) with `election_timeout_ms` in its own config.
 async fn restart_with_election_timeout(c: &mut TestCluster, i: usize, ms: i64) {
@@ -36,34 +38,6 @@ async fn restart_with_election_timeout(c: &mut TestCluster, i: usize, ms: i64) {
     let name = c.nodes[i].name.clone();
     c.wait_status(&name, "healthy", Duration::from_secs(10))
         .await;
-}
-
-/// Node `i`'s `/health`, `Null` if it does not answer within a second.
-async fn health_of(c: &TestCluster, i: usize) -> Value {
-    match c
-        .client
-        .get(format!("{}/health", c.url(i)))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await
-    {
-        Ok(r) => r.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
-}
-
-/// Waits up to `timeout` for one of `among` to say it is the master (in any mode).
-async fn elected_among(c: &TestCluster, among: &[usize], timeout: Duration) -> Option<usize> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        for &i in among {
-            if health_of(c, i).await["role"] == "master" {
-                return Some(i);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
 }
 
 /// Lines of the shared log that contain every one of `parts`.
